@@ -1,0 +1,5 @@
+import sys
+
+from charlab.cli import main
+
+sys.exit(main())

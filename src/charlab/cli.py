@@ -1,0 +1,64 @@
+"""The ``charlab`` command: subcommands are discovered from ``charlab/commands/``.
+
+Each module there defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``,
+so adding a command is adding a file. Errors the user can fix (``CharlabError``, bad flags) print
+one line on stderr and exit 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from charlab.errors import CharlabError
+
+EXIT_USAGE = 2  # bad input or bad flags, as argparse uses
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the problem and where to look."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def load_commands() -> list:
+    package = importlib.import_module("charlab.commands")
+    modules = [importlib.import_module(f"charlab.commands.{m.name}") for m in pkgutil.iter_modules(package.__path__)]
+    return sorted((m for m in modules if hasattr(m, "NAME")), key=lambda m: getattr(m, "ORDER", 50))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="charlab",
+        description="Character-level language models with the inside of training made visible.",
+        epilog="Start with `charlab train` (the lecture's MLP with BatchNorm on the embedded names list).")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for module in load_commands():
+        sub = subparsers.add_parser(module.NAME, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
+                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.handler(args) or 0)
+    except CharlabError as err:
+        print(f"charlab {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"charlab {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

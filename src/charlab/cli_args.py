@@ -1,0 +1,38 @@
+"""Flags generated from the config dataclasses, and small helpers shared by the commands."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from charlab.config import ModelConfig, TrainConfig
+
+
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--flag`` per config field; the default ``None`` means "the preset's value"."""
+    for cls, title in ((ModelConfig, "model (override the preset)"), (TrainConfig, "training (override the preset)")):
+        group = parser.add_argument_group(title)
+        for f in dataclasses.fields(cls):
+            meta = f.metadata or {}
+            if meta.get("help") is None:
+                continue
+            group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=type(f.default), default=None,
+                               choices=meta.get("choices"), metavar=None if meta.get("choices") else f.name.upper(),
+                               help=f"{meta['help']} (default: preset's; built-in {f.default!r})")
+
+
+def config_overrides(args: argparse.Namespace) -> dict:
+    names = [f.name for cls in (ModelConfig, TrainConfig) for f in dataclasses.fields(cls)]
+    return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+
+
+def print_json(doc) -> None:
+    """The one JSON document a ``--json`` command prints on stdout."""
+    json.dump(doc, sys.stdout, indent=1, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else there")

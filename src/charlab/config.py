@@ -1,0 +1,131 @@
+"""Every setting in one place: model and training config dataclasses, and the TOML presets.
+
+Command-line flags are generated from these dataclasses (``cli_args.py``), presets are small TOML
+files in ``presets/`` with ``[model]`` and ``[train]`` tables, and a run directory stores the
+resolved config as JSON so that it rebuilds the model without executing code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+
+from charlab.errors import CharlabError
+
+DEFAULT_PRESET = "mlp-bn"
+DEFAULT_SEED = 42  # the lecture's split seed (random.seed(42)); it also drives init, batches, sampling
+
+
+@dataclass
+class ModelConfig:
+    """What to build. ``vocab_size`` is filled in from the data, never set by hand."""
+
+    model: str = field(default="mlp", metadata={"help": "registered model name (see `charlab models`)"})
+    block_size: int = field(default=3, metadata={"help": "context length in characters"})
+    n_embd: int = field(default=10, metadata={"help": "embedding dimension per character"})
+    n_hidden: int = field(default=200, metadata={"help": "units per hidden layer"})
+    n_layers: int = field(default=1, metadata={"help": "number of hidden layers"})
+    norm: str = field(default="batchnorm", metadata={"help": "normalisation after each hidden Linear",
+                                                     "choices": ("none", "batchnorm")})
+    activation: str = field(default="tanh", metadata={"help": "hidden nonlinearity",
+                                                      "choices": ("tanh", "none")})
+    init: str = field(default="kaiming", metadata={
+        "help": "initialisation scheme, named after the lecture's steps",
+        "choices": ("naive", "fix-softmax", "fix-tanh", "kaiming", "zero")})
+    gain: float = field(default=5 / 3, metadata={"help": "kaiming gain of hidden layers (5/3 for tanh)"})
+    bn_momentum: float = field(default=0.1, metadata={"help": "BatchNorm running-statistics momentum"})
+    bn_eps: float = field(default=1e-5, metadata={"help": "BatchNorm epsilon added to the variance"})
+    vocab_size: int = field(default=0, metadata={"help": None})
+
+
+@dataclass
+class TrainConfig:
+    """How to train: the optimizer, its schedule and the evaluation cadence."""
+
+    steps: int = field(default=200_000, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=32, metadata={"help": "examples per step"})
+    optimizer: str = field(default="sgd", metadata={"help": "optimizer", "choices": ("sgd", "adamw")})
+    lr: float = field(default=0.1, metadata={"help": "peak learning rate"})
+    schedule: str = field(default="step", metadata={
+        "help": "step: x0.1 at --decay-at of the steps (the lecture's); plateau: x0.1 after "
+                "--patience evaluations without dev improvement; cosine: warmup then cosine; constant",
+        "choices": ("step", "plateau", "cosine", "constant")})
+    decay_at: float = field(default=0.5, metadata={"help": "fraction of steps at which 'step' decays"})
+    decay_factor: float = field(default=0.1, metadata={"help": "learning-rate factor of each decay"})
+    patience: int = field(default=3, metadata={"help": "evaluations without improvement before a plateau decay"})
+    warmup_steps: int = field(default=0, metadata={"help": "linear warmup steps (cosine schedule)"})
+    min_lr_frac: float = field(default=0.0, metadata={"help": "cosine floor as a fraction of --lr"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW decoupled weight decay"})
+    grad_clip: float = field(default=0.0, metadata={"help": "clip the gradient norm to this (0: off)"})
+    eval_interval: int = field(default=10_000, metadata={"help": "steps between dev evaluations"})
+    seed: int = field(default=DEFAULT_SEED, metadata={"help": "one seed for split, init, batches"})
+    threads: int = field(default=1, metadata={
+        "help": "torch CPU threads; 1 is fastest for the lecture's small matrices"})
+
+
+SECTIONS = {"model": ModelConfig, "train": TrainConfig}
+
+
+def presets_dir():
+    return resources.files("charlab") / "presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name.removesuffix(".toml") for p in presets_dir().iterdir() if p.name.endswith(".toml"))
+
+
+def load_preset(name: str) -> tuple[ModelConfig, TrainConfig]:
+    """Defaults overlaid with the preset's ``[model]`` and ``[train]`` tables."""
+    path = presets_dir() / f"{name}.toml"
+    if not path.is_file():
+        raise CharlabError(f"unknown preset {name!r}; choose one of: {', '.join(preset_names())}")
+    doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    return from_dict(doc)
+
+
+def from_dict(doc: dict) -> tuple[ModelConfig, TrainConfig]:
+    """Configs from ``{"model": {...}, "train": {...}}``; unknown keys are an error, not ignored."""
+    built = []
+    for section, cls in SECTIONS.items():
+        values = doc.get(section, {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise CharlabError(f"unknown {section} setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        built.append(cls(**values))
+    return built[0], built[1]
+
+
+def to_dict(model: ModelConfig, train: TrainConfig) -> dict:
+    return {"model": dataclasses.asdict(model), "train": dataclasses.asdict(train)}
+
+
+POSITIVE_INT = {"block_size", "n_embd", "n_hidden", "n_layers", "batch_size", "eval_interval", "threads"}
+NON_NEGATIVE = {"steps", "warmup_steps", "weight_decay", "grad_clip", "patience", "min_lr_frac"}
+
+
+def validate(model: ModelConfig, train: TrainConfig) -> None:
+    """Reject settings that cannot train, naming the setting and a valid range."""
+    for cfg in (model, train):
+        for f in dataclasses.fields(cfg):
+            value = getattr(cfg, f.name)
+            flag = "--" + f.name.replace("_", "-")
+            if f.name in POSITIVE_INT and value < 1:
+                raise CharlabError(f"{flag} must be at least 1, got {value}")
+            if f.name in NON_NEGATIVE and value < 0:
+                raise CharlabError(f"{flag} must not be negative, got {value}")
+            choices = (f.metadata or {}).get("choices")
+            if choices and value not in choices:
+                raise CharlabError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
+    if not train.lr > 0:
+        raise CharlabError(f"--lr must be positive, got {train.lr}")
+    if not 0 < train.decay_factor <= 1:
+        raise CharlabError(f"--decay-factor must be in (0, 1], got {train.decay_factor}")
+    if not 0 <= train.decay_at <= 1:
+        raise CharlabError(f"--decay-at must be in [0, 1], got {train.decay_at}")
+    if not 0 < model.bn_momentum <= 1:
+        raise CharlabError(f"--bn-momentum must be in (0, 1], got {model.bn_momentum}")
+    if not model.bn_eps > 0:
+        raise CharlabError(f"--bn-eps must be positive, got {model.bn_eps}")

@@ -1,0 +1,194 @@
+"""The run directory: everything a run produces, enough to rebuild it without the original data.
+
+=====================  ===========================================================================
+``config.json``        format version, resolved model and train config, data source, command line
+``vocab.json``         the characters at ids 1..V-1 (id 0 is the boundary)
+``splits.json``        the train/dev/test items (novelty labels and ``eval`` need them)
+``model.safetensors``  the best-dev weights and buffers (safetensors: loading never runs code)
+``metrics.jsonl``      one JSON object a line: per-step train losses, dev evaluations, final losses
+``samples.json``       samples drawn at the end of training, with novelty
+=====================  ===========================================================================
+
+Every file is written atomically (a temporary file, fsync, rename), so a crash never leaves a
+half-written file in place of a good one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from charlab.config import ModelConfig, TrainConfig, from_dict, to_dict
+from charlab.data import Vocab
+from charlab.errors import CharlabError
+from charlab.models import build_model
+
+FORMAT_VERSION = 1
+CONFIG = "config.json"
+VOCAB = "vocab.json"
+SPLITS = "splits.json"
+WEIGHTS = "model.safetensors"
+METRICS = "metrics.jsonl"
+SAMPLES = "samples.json"
+REQUIRED = (CONFIG, VOCAB, SPLITS, WEIGHTS)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, doc) -> None:
+    atomic_write_bytes(path, (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict | None = None) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def create_run_dir(out: str | Path, overwrite: bool = False) -> Path:
+    """Make ``out``; refuse one that already holds files unless ``overwrite`` (nothing is lost)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CharlabError(f"--out {out} is a file; pass a directory path")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise CharlabError(f"run directory {out} already exists and is not empty; "
+                           "choose another --out or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def default_run_dir(preset: str, root: str | Path = "runs") -> Path:
+    """``runs/PRESET``, or ``runs/PRESET-2``, ``-3``... if taken."""
+    root = Path(root)
+    candidate, n = root / preset, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = root / f"{preset}-{n}"
+    return candidate
+
+
+def _read_json(run: Path, name: str):
+    path = run / name
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CharlabError(f"{path} is not valid JSON (corrupted or not a charlab file); "
+                           "re-create the run with `charlab train`") from None
+
+
+@dataclass
+class Run:
+    """A loaded run: its directory, configs, vocabulary, splits and model (eval-ready)."""
+
+    path: Path
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    vocab: Vocab
+    splits: dict[str, list[str]]
+    model: torch.nn.Module
+    meta: dict
+
+
+def check_run_dir(run: str | Path) -> Path:
+    run = Path(run)
+    if not run.is_dir():
+        raise CharlabError(f"run directory {run} does not exist; pass a directory made by `charlab train`")
+    missing = [name for name in REQUIRED if not (run / name).is_file()]
+    if missing:
+        raise CharlabError(f"run directory {run} lacks {', '.join(missing)}; "
+                           "pass a complete run directory made by `charlab train`")
+    return run
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CharlabError(f"{path} is not a readable safetensors file ({str(err).splitlines()[0][:80]}); "
+                           "the weights are corrupted or truncated: re-create the run") from None
+
+
+def load_run(run: str | Path, weights: str = WEIGHTS) -> Run:
+    """Rebuild the model from a run directory alone; never executes code from its files."""
+    run = check_run_dir(run)
+    meta = _read_json(run, CONFIG)
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        found = meta.get("format_version") if isinstance(meta, dict) else None
+        raise CharlabError(f"{run / CONFIG} has format version {found!r}, this charlab reads version "
+                           f"{FORMAT_VERSION}; re-create the run with this charlab")
+    model_cfg, train_cfg = from_dict(meta)
+    vocab = Vocab.from_json(_read_json(run, VOCAB))
+    if vocab.size != model_cfg.vocab_size:
+        raise CharlabError(f"{run / VOCAB} has {vocab.size} symbols but the config says "
+                           f"{model_cfg.vocab_size}; the run directory is inconsistent: re-create it")
+    splits = _read_json(run, SPLITS)
+    if not isinstance(splits, dict) or not all(isinstance(splits.get(k), list) for k in ("train", "dev", "test")):
+        raise CharlabError(f"{run / SPLITS} is malformed: expected train/dev/test lists; re-create the run")
+    model = build_model(model_cfg)
+    state = load_weights(run / weights)
+    expected = model.state_dict()
+    mismatch = sorted(set(expected) ^ set(state)) or [
+        k for k in expected if tuple(expected[k].shape) != tuple(state[k].shape)]
+    if mismatch:
+        raise CharlabError(f"{run / weights} does not match the run's config and vocabulary "
+                           f"(e.g. {mismatch[0]}); re-create the run")
+    model.load_state_dict(state)
+    model.eval()
+    return Run(run, model_cfg, train_cfg, vocab, splits, model, meta)
+
+
+def save_run(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, vocab: Vocab,
+             splits: dict[str, list[str]], model: torch.nn.Module, extra: dict | None = None,
+             weights: str = WEIGHTS) -> None:
+    """Write config, vocabulary, splits and weights; ``extra`` adds keys to config.json."""
+    meta = {"format_version": FORMAT_VERSION, **to_dict(model_cfg, train_cfg), **(extra or {})}
+    atomic_write_json(out / CONFIG, meta)
+    atomic_write_json(out / VOCAB, vocab.to_json())
+    atomic_write_json(out / SPLITS, {k: splits[k] for k in ("train", "dev", "test")})
+    atomic_save_tensors(out / weights, model.state_dict())
+
+
+def append_metrics(out: Path, records: list[dict]) -> None:
+    with open(out / METRICS, "a", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in records)
+
+
+def read_metrics(run: str | Path) -> list[dict]:
+    path = Path(run) / METRICS
+    if not path.is_file():
+        return []
+    records = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise CharlabError(f"{path} line {n} is not JSON; the metrics file is corrupted") from None
+    return records
