@@ -15,13 +15,16 @@ from pathlib import Path
 
 import torch
 
-from charlab import rundir
+from charlab import checkpoint, devices, distributed, rundir
 from charlab.config import DEFAULT_PRESET, ModelConfig, TrainConfig, load_preset, validate
-from charlab.data import SPLITS, Vocab, build_examples, read_items, split_items
+from charlab.data import SPLITS, Vocab, build_examples, read_items
+from charlab.errors import CharlabError
 from charlab.evaluate import split_loss
 from charlab.models import build_model
 from charlab.progress import ProgressBar, expected_init_loss
 from charlab.sample import sample_texts
+from charlab.splits import make_splits
+from charlab.diagnostics.recorder import Recorder
 from charlab.trainer import Observer, Trainer
 
 DEFAULT_SAMPLES = 20  # samples printed and saved at the end of training
@@ -76,29 +79,50 @@ def resolve_config(preset: str = DEFAULT_PRESET, **overrides) -> tuple[ModelConf
     return model_cfg, train_cfg
 
 
-def prepare_data(data, seed: int):
+def prepare_data(data, seed: int, split: str = "charlab"):
     items = read_items(data)
-    splits = split_items(items, seed)
+    splits = make_splits(items, split, seed)
     vocab = Vocab.from_items(items)
     return vocab, splits
 
 
 def train(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: str | Path | None = None,
           observers: list[Observer] | tuple = (), progress: bool = False, n_samples: int = DEFAULT_SAMPLES,
-          overwrite: bool = False, extra_meta: dict | None = None, **overrides) -> TrainedRun:
-    """Train a model on a word list (default: the embedded names) and optionally save a run dir."""
+          overwrite: bool = False, extra_meta: dict | None = None, diagnose: bool = False,
+          **overrides) -> TrainedRun:
+    """Train a model on a word list (default: the embedded names) and optionally save a run dir.
+    ``diagnose`` adds a ``diagnostics.Recorder`` (default schedule) writing to the run dir."""
     model_cfg, train_cfg = resolve_config(preset, **overrides)
-    vocab, splits = prepare_data(data, train_cfg.seed)
+    vocab, splits = prepare_data(data, train_cfg.seed, train_cfg.split)
     model_cfg.vocab_size = vocab.size
-    out_dir = rundir.create_run_dir(out, overwrite) if out is not None else None
+    train_cfg.device = devices.resolve(train_cfg.device)
+    device = distributed.local_device(train_cfg.device)
+    main = distributed.is_main()  # under torchrun only rank 0 writes and shows progress
+    out_dir = rundir.create_run_dir(out, overwrite) if out is not None and main else None
     init_generator = torch.Generator().manual_seed(train_cfg.seed)
-    model = build_model(model_cfg, init_generator)
-    examples = {k: build_examples(splits[k], vocab, model.example_kind, model_cfg.block_size) for k in SPLITS}
-    bar = ProgressBar(vocab.size, enabled=progress)
-    trainer = Trainer(model, examples["train"], examples["dev"], train_cfg, [bar, *observers])
+    model = build_model(model_cfg, init_generator).to(device)  # initialised on the CPU, then moved
+    examples = {k: devices.to_device(build_examples(splits[k], vocab, model.example_kind, model_cfg.block_size),
+                                     device) for k in SPLITS}
+    bar = ProgressBar(vocab.size, enabled=progress and main)
+    if diagnose:
+        observers = [*observers, Recorder(out=out_dir)]
+    trainer = Trainer(distributed.wrap(model, train_cfg.batch_size), examples["train"], examples["dev"],
+                      train_cfg, [bar, *observers])
+    if out_dir is not None:  # config, vocabulary and splits first: a run killed later still resumes
+        rundir.save_run_meta(out_dir, model_cfg, train_cfg, vocab, splits, run_meta(data, extra_meta))
+    return fit_and_finish(trainer, examples, vocab, splits, model_cfg, n_samples, out_dir, data, extra_meta)
+
+
+def fit_and_finish(trainer: Trainer, examples: dict, vocab: Vocab, splits: dict[str, list[str]],
+                   model_cfg: ModelConfig, n_samples: int, out_dir: Path | None, data, extra_meta: dict | None
+                   ) -> TrainedRun:
+    """Fit (guarded, checkpointed into ``out_dir``), then final losses, samples and the run files."""
+    train_cfg = trainer.cfg
     start = time.perf_counter()
-    state = trainer.fit()
+    state = checkpoint.fit_safely(trainer, out_dir)
     wall = time.perf_counter() - start
+    trainer.model = distributed.unwrap(trainer.model)  # the plain model again, DDP wrapper released
+    model = trainer.model
     losses = {k: split_loss(model, examples[k]) for k in SPLITS}
     samples = sample_texts(model, vocab, splits, n_samples, train_cfg.seed) if n_samples else []
     result = TrainedRun(model, vocab, splits, model_cfg, train_cfg, losses,
@@ -109,9 +133,45 @@ def train(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: str
     return result
 
 
-def save_result(out_dir: Path, result: TrainedRun, state, data, extra_meta: dict | None) -> None:
+def resume(run: str | Path, steps: int | None = None, observers: list[Observer] | tuple = (),
+           progress: bool = False, n_samples: int = DEFAULT_SAMPLES) -> TrainedRun:
+    """Continue a saved run from ``RUN/checkpoints/last.safetensors`` to ``steps`` total (default: the
+    run's own) with its saved config; the losses equal those of an uninterrupted run."""
+    run = Path(run)
+    meta, model_cfg, train_cfg, vocab, splits = rundir.read_run_meta(run)
+    path = checkpoint.checkpoint_path(run)
+    sd = checkpoint.load_checkpoint(path)
+    done = int(sd["train_state"]["step"])
+    if steps is not None:
+        train_cfg.steps = steps
+        validate(model_cfg, train_cfg)
+    if train_cfg.steps < done:
+        raise CharlabError(f"--steps {train_cfg.steps} is below the {done} steps {path} already has; "
+                           f"pass --steps {done} or more")
+    device = devices.resolve(train_cfg.device)
+    model = build_model(model_cfg).to(device)  # the weights come from the checkpoint
+    examples = {k: devices.to_device(build_examples(splits[k], vocab, model.example_kind, model_cfg.block_size),
+                                     device) for k in SPLITS}
+    bar = ProgressBar(vocab.size, enabled=progress)
+    trainer = Trainer(model, examples["train"], examples["dev"], train_cfg, [bar, *observers])
+    checkpoint.restore(trainer, sd, path)
+    if trainer.state.evals and trainer.state.evals[-1].step == done == train_cfg.steps:
+        trainer.state.evals.pop()  # killed after its final evaluation: fit repeats it, identically
+    checkpoint.clean_stale_temps(run)
+    checkpoint.trim_metrics(run, done)
+    extra = {**{k: meta[k] for k in ("data", "command") if k in meta}, "resumed_by": sys.argv}
+    rundir.save_run_meta(run, model_cfg, train_cfg, vocab, splits, extra)  # the new --steps, saved first
+    return fit_and_finish(trainer, examples, vocab, splits, model_cfg, n_samples, run, None, extra)
+
+
+def run_meta(data, extra_meta: dict | None) -> dict:
+    """What config.json records besides the configs: the data source and the command line."""
     source = str(Path(data).resolve()) if data is not None else "embedded:names.txt"
-    meta = {"data": source, "command": sys.argv, **(extra_meta or {})}
+    return {"data": source, "command": sys.argv, **(extra_meta or {})}
+
+
+def save_result(out_dir: Path, result: TrainedRun, state, data, extra_meta: dict | None) -> None:
+    meta = run_meta(data, extra_meta)
     rundir.save_run(out_dir, result.model_cfg, result.train_cfg, result.vocab, result.splits,
                     result.model, meta)
     records = [{"event": "train", "step": i, "loss": loss} for i, loss in enumerate(state.losses)]

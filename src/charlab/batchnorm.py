@@ -24,6 +24,10 @@ from torch import nn
 
 
 class BatchNorm1d(nn.Module):
+    # Opt-in hook: ``stats_reducer(x, dims) -> (mean, var, count)`` replaces the local batch statistics
+    # (``distributed.SyncStats`` takes them over all processes); None keeps the single-process math.
+    stats_reducer = None
+
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True, track_running_stats: bool = True, device=None, dtype=None):
         super().__init__()
@@ -72,6 +76,8 @@ class BatchNorm1d(nn.Module):
     def batch_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         """Per-channel batch mean and biased variance, and the count they were taken over."""
         dims = self._reduce_dims(x)
+        if self.stats_reducer is not None:
+            return self.stats_reducer(x, dims)
         count = x.numel() // x.shape[-1]
         mean = x.mean(dims)  # (C,)
         var = x.var(dims, correction=0)  # (C,) biased: what the batch is normalised with

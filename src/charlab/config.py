@@ -37,6 +37,11 @@ class ModelConfig:
     gain: float = field(default=5 / 3, metadata={"help": "kaiming gain of hidden layers (5/3 for tanh)"})
     bn_momentum: float = field(default=0.1, metadata={"help": "BatchNorm running-statistics momentum"})
     bn_eps: float = field(default=1e-5, metadata={"help": "BatchNorm epsilon added to the variance"})
+    n_head: int = field(default=4, metadata={"help": "attention heads per transformer block (divides --n-embd)"})
+    dropout: float = field(default=0.0, metadata={
+        "help": "dropout probability in the transformer and on rnn/gru/lstm inputs and outputs (0: off)"})
+    smoothing: float = field(default=1.0, metadata={
+        "help": "add-k smoothing of the count bigram: k fake counts per pair (1: the lecture's)"})
     vocab_size: int = field(default=0, metadata={"help": None})
 
 
@@ -60,9 +65,24 @@ class TrainConfig:
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW decoupled weight decay"})
     grad_clip: float = field(default=0.0, metadata={"help": "clip the gradient norm to this (0: off)"})
     eval_interval: int = field(default=10_000, metadata={"help": "steps between dev evaluations"})
+    checkpoint_interval: int = field(default=0, metadata={
+        "help": "extra checkpoints every this many steps; 0: checkpoints only at each evaluation, at the end "
+                "and on SIGINT/SIGTERM (always written then)"})
     seed: int = field(default=DEFAULT_SEED, metadata={"help": "one seed for split, init, batches"})
     threads: int = field(default=1, metadata={
         "help": "torch CPU threads; 1 is fastest for the lecture's small matrices"})
+    fast_path: str = field(default="off", metadata={
+        "help": "MLP + SGD only. off: autograd; eager: hand-derived backward pass; compile: that pass unrolled "
+                "over 10 steps in one torch.compile graph (fastest; a cold compile takes ~30-90 s, then cached). "
+                "Same losses to float rounding (see fastpath.py)",
+        "choices": ("off", "eager", "compile")})
+    device: str = field(default="auto", metadata={
+        "help": "where to train; auto: cuda if available, else mps, else cpu (the run records the choice)",
+        "choices": ("auto", "cpu", "cuda", "mps")})
+    split: str = field(default="charlab", metadata={
+        "help": "charlab: 80/10/10 shuffled by --seed; makemore: makemore's seed-3407 permutation, its "
+                "1,000 test items, dev = the 1,000 items before them (see splits.py)",
+        "choices": ("charlab", "makemore")})
 
 
 SECTIONS = {"model": ModelConfig, "train": TrainConfig}
@@ -102,8 +122,9 @@ def to_dict(model: ModelConfig, train: TrainConfig) -> dict:
     return {"model": dataclasses.asdict(model), "train": dataclasses.asdict(train)}
 
 
-POSITIVE_INT = {"block_size", "n_embd", "n_hidden", "n_layers", "batch_size", "eval_interval", "threads"}
-NON_NEGATIVE = {"steps", "warmup_steps", "weight_decay", "grad_clip", "patience", "min_lr_frac"}
+POSITIVE_INT = {"block_size", "n_embd", "n_hidden", "n_layers", "batch_size", "eval_interval", "threads", "n_head"}
+NON_NEGATIVE = {"steps", "warmup_steps", "weight_decay", "grad_clip", "patience", "min_lr_frac", "smoothing",
+                "checkpoint_interval"}
 
 
 def validate(model: ModelConfig, train: TrainConfig) -> None:
@@ -129,3 +150,5 @@ def validate(model: ModelConfig, train: TrainConfig) -> None:
         raise CharlabError(f"--bn-momentum must be in (0, 1], got {model.bn_momentum}")
     if not model.bn_eps > 0:
         raise CharlabError(f"--bn-eps must be positive, got {model.bn_eps}")
+    if not 0 <= model.dropout < 1:
+        raise CharlabError(f"--dropout must be in [0, 1), got {model.dropout}")

@@ -49,7 +49,8 @@ def read_items(path: str | Path | None) -> list[str]:
             f"data file {path} is not valid UTF-8 (byte {err.start}); re-encode it as UTF-8"
         ) from None
     text = text.removeprefix("\ufeff")
-    items = [line.strip() for line in text.splitlines()]
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # not splitlines(): U+2028 is a char
+    items = [line.strip() for line in lines]
     items = [item for item in items if item]
     if not items:
         raise CharlabError(f"data file {path} has no items (it is empty or only blank lines)")

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
-from charlab.config import ModelConfig, TrainConfig, from_dict, to_dict
+from charlab.config import ModelConfig, TrainConfig, from_dict, to_dict, validate
 from charlab.data import Vocab
 from charlab.errors import CharlabError
+from charlab.integrity import DIGEST_KEY, check_digest, read_head, refuse_pickle, tensor_digest
 from charlab.models import build_model
 
 FORMAT_VERSION = 1
@@ -38,6 +39,7 @@ WEIGHTS = "model.safetensors"
 METRICS = "metrics.jsonl"
 SAMPLES = "samples.json"
 REQUIRED = (CONFIG, VOCAB, SPLITS, WEIGHTS)
+META_FILES = (CONFIG, VOCAB, SPLITS)  # written when training starts, so a killed run resumes
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -97,8 +99,10 @@ def default_run_dir(preset: str, root: str | Path = "runs") -> Path:
 
 def _read_json(run: Path, name: str):
     path = run / name
+    data = path.read_bytes()
+    refuse_pickle(path, data)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise CharlabError(f"{path} is not valid JSON (corrupted or not a charlab file); "
                            "re-create the run with `charlab train`") from None
@@ -117,11 +121,11 @@ class Run:
     meta: dict
 
 
-def check_run_dir(run: str | Path) -> Path:
+def check_run_dir(run: str | Path, required: tuple[str, ...] = REQUIRED) -> Path:
     run = Path(run)
     if not run.is_dir():
         raise CharlabError(f"run directory {run} does not exist; pass a directory made by `charlab train`")
-    missing = [name for name in REQUIRED if not (run / name).is_file()]
+    missing = [name for name in required if not (run / name).is_file()]
     if missing:
         raise CharlabError(f"run directory {run} lacks {', '.join(missing)}; "
                            "pass a complete run directory made by `charlab train`")
@@ -129,29 +133,23 @@ def check_run_dir(run: str | Path) -> Path:
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file, its checksum verified; pickles refused, never unpickled."""
+    refuse_pickle(path, read_head(path))
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata()
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CharlabError(f"{path} is not a readable safetensors file ({str(err).splitlines()[0][:80]}); "
                            "the weights are corrupted or truncated: re-create the run") from None
+    check_digest(path, tensors, metadata)
+    return tensors
 
 
 def load_run(run: str | Path, weights: str = WEIGHTS) -> Run:
     """Rebuild the model from a run directory alone; never executes code from its files."""
     run = check_run_dir(run)
-    meta = _read_json(run, CONFIG)
-    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
-        found = meta.get("format_version") if isinstance(meta, dict) else None
-        raise CharlabError(f"{run / CONFIG} has format version {found!r}, this charlab reads version "
-                           f"{FORMAT_VERSION}; re-create the run with this charlab")
-    model_cfg, train_cfg = from_dict(meta)
-    vocab = Vocab.from_json(_read_json(run, VOCAB))
-    if vocab.size != model_cfg.vocab_size:
-        raise CharlabError(f"{run / VOCAB} has {vocab.size} symbols but the config says "
-                           f"{model_cfg.vocab_size}; the run directory is inconsistent: re-create it")
-    splits = _read_json(run, SPLITS)
-    if not isinstance(splits, dict) or not all(isinstance(splits.get(k), list) for k in ("train", "dev", "test")):
-        raise CharlabError(f"{run / SPLITS} is malformed: expected train/dev/test lists; re-create the run")
+    meta, model_cfg, train_cfg, vocab, splits = read_run_meta(run)
     model = build_model(model_cfg)
     state = load_weights(run / weights)
     expected = model.state_dict()
@@ -165,15 +163,47 @@ def load_run(run: str | Path, weights: str = WEIGHTS) -> Run:
     return Run(run, model_cfg, train_cfg, vocab, splits, model, meta)
 
 
+def read_run_meta(run: str | Path) -> tuple[dict, ModelConfig, TrainConfig, Vocab, dict[str, list[str]]]:
+    """config.json, vocab.json and splits.json, checked (what a resume needs besides a checkpoint)."""
+    run = check_run_dir(run, META_FILES)
+    meta = _read_json(run, CONFIG)
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        found = meta.get("format_version") if isinstance(meta, dict) else None
+        raise CharlabError(f"{run / CONFIG} has format version {found!r}, this charlab reads version "
+                           f"{FORMAT_VERSION}; re-create the run with this charlab")
+    try:
+        model_cfg, train_cfg = from_dict(meta)
+        validate(model_cfg, train_cfg)
+    except (TypeError, AttributeError, ValueError) as err:
+        raise CharlabError(f"{run / CONFIG} is malformed ({str(err)[:80]}); re-create the run") from None
+    vocab = Vocab.from_json(_read_json(run, VOCAB))
+    if vocab.size != model_cfg.vocab_size:
+        raise CharlabError(f"{run / VOCAB} has {vocab.size} symbols but the config says "
+                           f"{model_cfg.vocab_size}; the run directory is inconsistent: re-create it")
+    splits = _read_json(run, SPLITS)
+    if not isinstance(splits, dict) or not all(
+            isinstance(splits.get(k), list) and all(isinstance(i, str) for i in splits[k])
+            for k in ("train", "dev", "test")):
+        raise CharlabError(f"{run / SPLITS} is malformed: expected train/dev/test lists; re-create the run")
+    return meta, model_cfg, train_cfg, vocab, splits
+
+
 def save_run(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, vocab: Vocab,
              splits: dict[str, list[str]], model: torch.nn.Module, extra: dict | None = None,
              weights: str = WEIGHTS) -> None:
     """Write config, vocabulary, splits and weights; ``extra`` adds keys to config.json."""
+    save_run_meta(out, model_cfg, train_cfg, vocab, splits, extra)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_save_tensors(out / weights, tensors, {DIGEST_KEY: tensor_digest(tensors)})
+
+
+def save_run_meta(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, vocab: Vocab,
+                  splits: dict[str, list[str]], extra: dict | None = None) -> None:
+    """config.json, vocab.json and splits.json: written before training, so a killed run resumes."""
     meta = {"format_version": FORMAT_VERSION, **to_dict(model_cfg, train_cfg), **(extra or {})}
     atomic_write_json(out / CONFIG, meta)
     atomic_write_json(out / VOCAB, vocab.to_json())
     atomic_write_json(out / SPLITS, {k: splits[k] for k in ("train", "dev", "test")})
-    atomic_save_tensors(out / weights, model.state_dict())
 
 
 def append_metrics(out: Path, records: list[dict]) -> None:
@@ -185,8 +215,14 @@ def read_metrics(run: str | Path) -> list[dict]:
     path = Path(run) / METRICS
     if not path.is_file():
         return []
+    data = path.read_bytes()
+    refuse_pickle(path, data)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CharlabError(f"{path} is not UTF-8 text; the metrics file is corrupted") from None
     records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from charlab.data import BOUNDARY_ID, Vocab
+from charlab.devices import model_device
 from charlab.errors import CharlabError
 from charlab.evaluate import eval_mode
 
@@ -27,9 +28,10 @@ def _sample_chunk(model, n, generator, temperature, top_k, prefix, max_len):
     limit = max_len if model.example_kind == "window" else min(max_len, model.block_size - 1)
     ctx = torch.tensor([prefix] * n, dtype=torch.long).view(n, len(prefix))  # (n, t)
     done = torch.zeros(n, dtype=torch.bool)  # (n,)
+    device = model_device(model)  # the model may be on a GPU; drawing stays on the CPU generator
     with eval_mode(model):
         while ctx.shape[1] < limit and not bool(done.all()):
-            logits = model.next_token_logits(ctx).float() / temperature  # (n, V)
+            logits = model.next_token_logits(ctx.to(device)).float().cpu() / temperature  # (n, V)
             if top_k is not None and top_k < logits.shape[1]:
                 kth = torch.topk(logits, top_k, dim=1).values[:, -1:]  # (n, 1)
                 logits = logits.masked_fill(logits < kth, float("-inf"))

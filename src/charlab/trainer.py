@@ -9,14 +9,16 @@ on the device in a preallocated tensor (no ``.item()`` per step); the dev split 
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 
 from charlab.config import TrainConfig
 from charlab.data import Examples
 from charlab.evaluate import split_loss
+from charlab.fastpath import FastPath, check_supported
 from charlab.schedule import Schedule
 
 BATCH_STREAM = 1  # the batch generator is seeded with seed + 1, so init changes never shift batches
@@ -81,9 +83,40 @@ class Trainer:
         self.state = TrainState()
         self.best_weights = self._snapshot()
         self.stop_requested = False  # an observer may set it (signals, non-finite guard)
+        self.stop_reason = None  # with stop_requested: a stopping.TrainingStopped saying why
+        self.fast = None  # cfg.fast_path: hand-derived backward pass (fastpath.py)
+        if getattr(cfg, "fast_path", "off") != "off":
+            check_supported(model, cfg, self.observers)
+            self.fast = FastPath(model, cfg.fast_path)
 
     def _snapshot(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+
+    def state_dict(self) -> dict:
+        """A copy of everything an exact resume needs: weights, optimizer, schedule, both RNG states,
+        the ``TrainState`` and the best weights (``checkpoint.py`` stores it without pickle)."""
+        optimizer = self.optimizer.state_dict() if self.optimizer is not None else None
+        return {"model": self._snapshot(),
+                "optimizer": copy.deepcopy(optimizer),
+                "schedule": self.schedule.state_dict(),
+                "batch_rng": self.generator.get_state(),  # (n,) uint8
+                "torch_rng": torch.get_rng_state(),  # (n,) uint8: the global stream (dropout)
+                "train_state": asdict(self.state),
+                "best_weights": {k: v.clone() for k, v in self.best_weights.items()}}
+
+    def load_state_dict(self, sd: dict) -> None:
+        """Continue from ``sd`` (made by ``state_dict``): ``fit`` then resumes at its step."""
+        self.model.load_state_dict(sd["model"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(sd["optimizer"])
+        self.schedule.load_state_dict(sd["schedule"])
+        self.generator.set_state(sd["batch_rng"])
+        torch.set_rng_state(sd["torch_rng"])
+        ts = sd["train_state"]
+        self.state = TrainState(step=int(ts["step"]), losses=[float(x) for x in ts["losses"]],
+                                evals=[EvalRecord(**e) for e in ts["evals"]], best_dev=float(ts["best_dev"]),
+                                best_step=int(ts["best_step"]))
+        self.best_weights = {k: v.clone() for k, v in sd["best_weights"].items()}
 
     def _emit(self, event: str, *args) -> None:
         for observer in self.observers:
@@ -94,8 +127,9 @@ class Trainer:
         lr = self.schedule.lr(max(step - 1, 0))
         self.state.evals.append(EvalRecord(step=step, dev=dev, lr=lr))
         self.schedule.observe_dev(dev)
-        if math.isnan(dev) or dev < self.state.best_dev or self.state.best_step < 0:
-            if not math.isnan(dev):
+        improved = dev < self.state.best_dev  # False for nan: diverged weights never replace the best
+        if improved or len(self.dev_examples) == 0:  # no dev split: nothing to select by, keep the latest
+            if improved:
                 self.state.best_dev = dev
             self.state.best_step = step
             self.best_weights = self._snapshot()
@@ -106,14 +140,34 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.schedule.lr(step)
         self._emit("on_step_start", step)
-        _, loss = self.model(x, y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.fast is not None:
+            loss = self.fast.gradients(x, y)  # sets every .grad, no autograd graph
+        else:
+            _, loss = self.model(x, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         self._emit("on_after_backward", step)
         if self.cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip, foreach=True)
         self.optimizer.step()
         return loss.detach()
+
+    def _compiled_chunk(self, recent: torch.Tensor) -> None:
+        """``--fast-path compile``: up to ``fast.unroll`` SGD steps in one compiled graph, ending at a
+        multiple of ``fast.unroll``, the next evaluation or the end. One ``randint`` of k*B draws
+        exactly the k batches of B the plain loop draws. ``on_step_end`` follows for each step, with
+        the chunk's last weights in the model."""
+        cfg, step, unroll = self.cfg, self.state.step, self.fast.unroll
+        k = min(unroll - step % unroll, cfg.eval_interval - step % cfg.eval_interval, cfg.steps - step)
+        ix = torch.randint(0, len(self.train_examples), (k * cfg.batch_size,), generator=self.generator)  # (k*B,)
+        x = self.train_examples.x[ix].view(k, cfg.batch_size, -1)  # (k, B, T)
+        y = self.train_examples.y[ix].view(k, cfg.batch_size)  # (k, B)
+        lrs = torch.tensor([self.schedule.lr(s) for s in range(step, step + k)])  # (k,)
+        losses = self.fast.steps(x, y, lrs)  # (k,)
+        recent[step:step + k] = losses
+        for i in range(k):
+            self.state.step = step + i + 1
+            self._emit("on_step_end", step + i, losses[i])
 
     def fit(self) -> TrainState:
         """Train from ``state.step`` to ``cfg.steps``; returns the state, best weights loaded."""
@@ -127,12 +181,15 @@ class Trainer:
         recent = torch.zeros(cfg.steps, dtype=torch.float32)  # per-step losses, kept on the device
         first = self.state.step
         while self.state.step < cfg.steps and not self.stop_requested:
-            step = self.state.step
-            ix = torch.randint(0, n_examples, (cfg.batch_size,), generator=self.generator)  # (B,)
-            loss = self.train_step(step, self.train_examples.x[ix], self.train_examples.y[ix])
-            recent[step] = loss
-            self.state.step = step + 1
-            self._emit("on_step_end", step, loss)
+            if self.fast is not None and self.fast.compiled is not None:
+                self._compiled_chunk(recent)
+            else:
+                step = self.state.step
+                ix = torch.randint(0, n_examples, (cfg.batch_size,), generator=self.generator)  # (B,)
+                loss = self.train_step(step, self.train_examples.x[ix], self.train_examples.y[ix])
+                recent[step] = loss
+                self.state.step = step + 1
+                self._emit("on_step_end", step, loss)
             if self.state.step % cfg.eval_interval == 0 and self.state.step < cfg.steps:
                 self.evaluate_dev(self.state.step)
         self.state.losses.extend(recent[first:self.state.step].tolist())

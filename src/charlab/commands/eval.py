@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from charlab.cli_args import add_json_flag, print_json
-from charlab.data import SPLITS, build_examples, read_items, split_items
+from charlab.data import SPLITS, build_examples, read_items
 from charlab.evaluate import split_loss
 from charlab.rundir import load_run
+from charlab.splits import make_splits
 
 NAME = "eval"
 ORDER = 30
@@ -14,13 +15,16 @@ HELP = "loss per split of a run (its own splits, or another word list split the 
 
 def add_arguments(parser) -> None:
     parser.add_argument("run", metavar="RUN", help="run directory made by `charlab train`")
-    parser.add_argument("--data", metavar="FILE", help="evaluate on this word list, split with the run's seed")
+    parser.add_argument("--data", metavar="FILE",
+                        help="evaluate on this word list, split as the run was (its --split and --seed)")
     add_json_flag(parser)
 
 
 def run(args) -> int:
     loaded = load_run(args.run)
-    splits = loaded.splits if args.data is None else split_items(read_items(args.data), loaded.train_cfg.seed)
+    train_cfg = loaded.train_cfg
+    splits = (loaded.splits if args.data is None
+              else make_splits(read_items(args.data), train_cfg.split, train_cfg.seed))
     kind, block = loaded.model.example_kind, loaded.model_cfg.block_size
     losses = {k: split_loss(loaded.model, build_examples(splits[k], loaded.vocab, kind, block))
               if splits[k] else None for k in SPLITS}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from charlab.cli_args import add_json_flag, print_json
+from charlab.escape import terminal
 from charlab.rundir import load_run
 from charlab.sample import sample_texts
 
@@ -31,5 +32,5 @@ def run(args) -> int:
         print_json(samples)
     else:
         for s in samples:
-            print(s["text"] + ("" if s["novelty"] == "new" else f"\t({s['novelty']})"))
+            print(terminal(s["text"]) + ("" if s["novelty"] == "new" else f"\t({s['novelty']})"))
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from charlab.cli_args import add_json_flag, print_json
+from charlab.escape import terminal
 from charlab.data import build_examples
 from charlab.errors import CharlabError
 from charlab.evaluate import item_scores
@@ -31,5 +32,5 @@ def run(args) -> int:
         print_json(rows)
     else:
         for r in rows:
-            print(f"{r['nll_per_char']:.4f}  {r['word']}")
+            print(f"{r['nll_per_char']:.4f}  {terminal(r['word'])}")
     return 0

@@ -1,0 +1,91 @@
+"""Every preset trained on names, one table: parameters, wall time, train/dev/test on charlab's split
+and test on makemore's split (makemore's own 1,000 test names, so the figure compares with makemore).
+
+Each preset is trained twice, once per split, through ``charlab.train`` (the same code as
+``charlab train --preset NAME [--split makemore]``). ``--scale`` shortens every preset's schedule by
+the same factor (steps, warmup, eval interval; the step-decay point is a fraction, so it moves with
+them); ``--scale 1`` is the presets as shipped.
+
+    python benchmarks/models.py --scale 0.05              # a short version, a few minutes
+    python benchmarks/models.py --presets wavenet best    # the full schedules of two presets
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+import charlab
+from charlab.config import load_preset, preset_names
+
+SPLITS = ("charlab", "makemore")
+TARGETS = {  # issue 5's targets, printed next to the figures
+    "bigram-counts": "test ~2.45",
+    "mlp-bn": "dev ~2.10",
+    "wavenet": "dev <= 1.99",
+    "best": "makemore test <= 1.85",
+}
+
+
+def scaled_overrides(preset: str, scale: float) -> dict:
+    """The preset's schedule shortened by ``scale`` (at least one step where it had any)."""
+    _, train = load_preset(preset)
+    steps = max(round(train.steps * scale), 1) if train.steps else 0
+    return {"steps": steps, "warmup_steps": round(train.warmup_steps * scale),
+            "eval_interval": max(round(train.eval_interval * scale), 1)}
+
+
+def run_preset(preset: str, scale: float) -> dict:
+    row = {"preset": preset}
+    overrides = scaled_overrides(preset, scale)
+    for split in SPLITS:
+        result = charlab.train(preset=preset, split=split, n_samples=0, **overrides)
+        summary = result.summary()
+        row.update(model=summary["model"], parameters=summary["parameters"], steps=summary["steps"])
+        row[split] = {"wall_s": result.wall_time_s, **result.losses}
+        print(f"{preset} [{split}]: {result.losses} in {result.wall_time_s:.0f} s", file=sys.stderr,
+              flush=True)
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| preset | model | params | steps | wall s (charlab + makemore) | train | dev | test "
+            "| makemore test | target |")
+    lines = [head, "| " + " | ".join(["---"] * (head.count("|") - 1)) + " |"]
+    for r in rows:
+        c, m = r["charlab"], r["makemore"]
+        lines.append(f"| `{r['preset']}` | {r['model']} | {r['parameters']:,} | {r['steps']:,} "
+                     f"| {c['wall_s']:.0f} + {m['wall_s']:.0f} | {c['train']:.4f} | {c['dev']:.4f} "
+                     f"| {c['test']:.4f} | {m['test']:.4f} | {TARGETS.get(r['preset'], '')} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="*", default=None, help="presets to train (default: all)")
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of each preset's steps")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--json", action="store_true", help="print the rows as one JSON document")
+    args = parser.parse_args(argv)
+    if not args.scale > 0:
+        parser.error("--scale must be positive")
+    torch.set_num_threads(args.threads)
+    presets = args.presets or preset_names()
+    start = time.perf_counter()
+    rows = [run_preset(p, args.scale) for p in presets]
+    if args.json:
+        json.dump({"scale": args.scale, "rows": rows}, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        print(f"scale {args.scale}: every preset's schedule x{args.scale}; "
+              f"{time.perf_counter() - start:.0f} s in all")
+        print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

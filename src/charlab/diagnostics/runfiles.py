@@ -1,0 +1,35 @@
+"""Diagnostics in a run directory: which file holds the records, and what metrics.jsonl adds to them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from charlab.diagnostics import quantities as q
+from charlab.diagnostics.recorder import DIAGNOSTICS_FILE, read_records
+from charlab.errors import CharlabError
+
+RECORDS_FILE = "diagnose.jsonl"  # written by `charlab diagnose`; training with --diagnose writes DIAGNOSTICS_FILE
+
+
+def train_losses(metrics: list[dict]) -> list[float]:
+    """Per-step training losses from metrics.jsonl records, in step order."""
+    rows = sorted((r["step"], r["loss"]) for r in metrics if r.get("event") == "train")
+    return [loss for _, loss in rows]
+
+
+def init_record(metrics: list[dict], vocab_size: int) -> dict | None:
+    """The ``init`` record (loss at step 0 against -ln(1/V)) from metrics.jsonl, if step 0 was logged."""
+    first = next((r for r in metrics if r.get("event") == "train" and r.get("step") == 0), None)
+    if first is None:
+        return None
+    return {"kind": "init", "loss": first["loss"], "expected": q.expected_init_loss(vocab_size)}
+
+
+def load_diagnostics(run: str | Path) -> tuple[Path, list[dict]]:
+    """The records of ``charlab diagnose`` if present, else those recorded while training."""
+    run = Path(run)
+    for name in (RECORDS_FILE, DIAGNOSTICS_FILE):
+        if (run / name).is_file():
+            return run / name, read_records(run / name)
+    raise CharlabError(f"{run} has no diagnostics ({RECORDS_FILE} or {DIAGNOSTICS_FILE}); run "
+                       f"`charlab diagnose {run}` first, or train with --diagnose")

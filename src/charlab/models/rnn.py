@@ -1,0 +1,57 @@
+"""Recurrent language models over whole items (makemore's RNN and GRU, plus an LSTM).
+
+Embedding -> one cell stepped over the positions, carrying its state from step to step -> a Linear
+from the hidden vector to logits at every position. The state starts from the cell's learned start
+state, so position 0 (the start boundary) already predicts the first character. The tests check
+that the state really carries: changing the first character changes the logits at the last position.
+``--dropout`` drops embedding inputs and hidden outputs (never the recurrent state itself, which
+would erase memory at every step; Zaremba et al. 2014).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from charlab.init_schemes import apply_init
+from charlab.layers import Embedding, Linear
+from charlab.models.base import SequenceModel
+from charlab.models.registry import register
+from charlab.rnn_cells import CELLS
+from charlab.transformer_layers import Dropout, dropout_generator
+
+
+class RecurrentLM(SequenceModel):
+    def __init__(self, vocab_size: int, block_size: int, n_embd: int, n_hidden: int, cell: str,
+                 dropout: float = 0.0, generator: torch.Generator | None = None):
+        super().__init__(vocab_size, block_size)
+        self.wte = Embedding(vocab_size, n_embd)
+        self.drop_in = Dropout(dropout, generator)
+        self.cell = CELLS[cell](n_embd, n_hidden)
+        self.drop_out = Dropout(dropout, generator)
+        self.lm_head = Linear(n_hidden, vocab_size)  # registered last: the output layer for apply_init
+
+    def logits(self, idx: torch.Tensor) -> torch.Tensor:
+        batch, t = idx.shape
+        emb = self.drop_in(self.wte(idx))  # (B, T, E)
+        state = self.cell.initial_state(batch)
+        hiddens = []
+        for i in range(t):
+            state = self.cell(emb[:, i, :], state)  # h: (B, H)
+            hiddens.append(state[0])
+        hidden = torch.stack(hiddens, dim=1)  # (B, T, H)
+        return self.lm_head(self.drop_out(hidden))  # (B, T, V)
+
+
+def _builder(cell: str):
+    def build(cfg, generator=None) -> RecurrentLM:
+        model = RecurrentLM(cfg.vocab_size, cfg.block_size, cfg.n_embd, cfg.n_hidden, cell, cfg.dropout,
+                            dropout_generator(generator))
+        return apply_init(model, cfg.init, cfg.gain, generator)
+
+    build.__name__ = f"build_{cell}"
+    return build
+
+
+build_rnn = register("rnn")(_builder("rnn"))
+build_gru = register("gru")(_builder("gru"))
+build_lstm = register("lstm")(_builder("lstm"))

@@ -1,0 +1,192 @@
+"""The command line end to end: ``python -m charlab ...`` in temp dirs, as a user runs it.
+
+One trained run (module scope) serves every command; bad input is checked for what a user sees:
+one line on stderr, a non-zero exit, no traceback, nothing on disk created or changed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+
+import pytest
+
+from charlab.rundir import CONFIG, METRICS, REQUIRED, SAMPLES, VOCAB, WEIGHTS, load_run, read_metrics
+from charlab.sample import sample_texts
+
+CLI_STEPS = 200  # enough to move off the uniform prediction; a couple of seconds
+NOVELTY_SAMPLES = 300  # enough that some samples are real names (in a split) and some new
+NOVELTY = {"new", "train", "dev", "test"}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, run_cli):
+    """``charlab train --steps 200 --json`` on the embedded names: (run dir, parsed summary)."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    proc = run_cli("train", "--out", out, "--steps", CLI_STEPS, "--samples", 5, "--json")
+    assert proc.returncode == 0, proc.stderr
+    return out, json.loads(proc.stdout)
+
+
+def one_json(proc):
+    """The command succeeded and its stdout is exactly one JSON document."""
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return json.loads(proc.stdout)
+
+
+def assert_one_line_error(proc, pattern: str) -> None:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+    assert proc.stdout == ""
+
+
+# --- the happy path ----------------------------------------------------------------------------
+
+
+def test_train_json_and_run_dir(trained):
+    out, summary = trained
+    for name in (*REQUIRED, METRICS, SAMPLES):
+        assert (out / name).is_file(), name
+    assert summary["run"] == str(out) and summary["steps"] == CLI_STEPS and summary["vocab_size"] == 27
+    assert abs(summary["loss_step0"] - summary["expected_init_loss"]) < 0.1
+    assert summary["expected_init_loss"] == pytest.approx(math.log(27))
+    assert set(summary["losses"]) == {"train", "dev", "test"}
+    assert all(v < summary["loss_step0"] for v in summary["losses"].values())
+    assert len(summary["samples"]) == 5 and all(s["novelty"] in NOVELTY for s in summary["samples"])
+    assert json.loads((out / SAMPLES).read_text(encoding="utf-8")) == summary["samples"]
+    config = json.loads((out / CONFIG).read_text(encoding="utf-8"))
+    assert config["train"]["steps"] == CLI_STEPS and config["model"]["bn_momentum"] == 0.001
+    records = read_metrics(out)
+    assert sum(r["event"] == "train" for r in records) == CLI_STEPS
+    assert [r for r in records if r["event"] == "final"][0]["dev"] == summary["losses"]["dev"]
+
+
+def test_eval_json_matches_training(trained, run_cli):
+    out, summary = trained
+    losses = one_json(run_cli("eval", out, "--json"))
+    assert set(losses) == {"train", "dev", "test"}
+    for split, value in losses.items():
+        assert value == pytest.approx(summary["losses"][split], rel=1e-5)
+
+
+def test_sample_json_novelty_labels(trained, run_cli):
+    out, _ = trained
+    samples = one_json(run_cli("sample", out, "-n", NOVELTY_SAMPLES, "--seed", 3, "--json"))
+    assert len(samples) == NOVELTY_SAMPLES
+    splits = json.loads((out / "splits.json").read_text(encoding="utf-8"))
+    for s in samples:
+        expected = next((k for k in ("train", "dev", "test") if s["text"] in splits[k]), "new")
+        assert s["novelty"] == expected, s
+    labels = {s["novelty"] for s in samples}
+    assert "new" in labels and "train" in labels
+    loaded = load_run(out)  # the same seed in-process gives the same samples
+    assert sample_texts(loaded.model, loaded.vocab, loaded.splits, NOVELTY_SAMPLES, 3) == samples
+
+
+def test_sample_prefix_top_k_temperature(trained, run_cli):
+    out, _ = trained
+    greedy = one_json(run_cli("sample", out, "-n", 4, "--prefix", "em", "--top-k", 1, "--temperature", 0.5, "--json"))
+    assert len(greedy) == 4 and all(s["text"].startswith("em") for s in greedy)
+    assert len({s["text"] for s in greedy}) == 1  # top-1 is deterministic: every sample the same
+    text = run_cli("sample", out, "-n", 3, "--seed", 7)
+    assert text.returncode == 0 and len(text.stdout.splitlines()) == 3
+
+
+def test_score_json_and_text(trained, run_cli):
+    out, _ = trained
+    rows = one_json(run_cli("score", out, "emma", "zzzzq", "--json"))
+    assert [r["word"] for r in rows] == ["emma", "zzzzq"]
+    assert 0 < rows[0]["nll_per_char"] < rows[1]["nll_per_char"]
+    text = run_cli("score", out, "emma")
+    assert text.returncode == 0 and text.stdout.split()[1] == "emma"
+    assert float(text.stdout.split()[0]) == pytest.approx(rows[0]["nll_per_char"], abs=1e-4)
+
+
+def test_overwrite_replaces_the_run(trained, run_cli, tmp_path):
+    out = tmp_path / "again"
+    shutil.copytree(trained[0], out)
+    summary = one_json(run_cli("train", "--out", out, "--overwrite", "--steps", 20, "--samples", 0, "--json"))
+    assert summary["steps"] == 20
+    records = read_metrics(out)
+    assert sum(r["event"] == "final" for r in records) == 1  # the old run's metrics are gone
+    assert sum(r["event"] == "train" for r in records) == 20
+
+
+def test_train_help_names_the_stable_flags(run_cli):
+    proc = run_cli("train", "--help")
+    assert proc.returncode == 0
+    for flag in ("--data", "--out", "--preset", "--steps", "--batch-size", "--lr", "--seed", "--json"):
+        assert flag in proc.stdout
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+BAD_DATA = {
+    "missing": (None, "does not exist"),
+    "empty": (b"", "no items"),
+    "blank-lines": (b"\n  \r\n\t\n\n", "no items"),
+    "not-utf8": (b"emma\n\xff\xfe\xfa\n", "not valid UTF-8"),
+    "single-item": (b"emma\n", "at least 2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DATA))
+def test_bad_data_file(case, run_cli, tmp_path):
+    content, pattern = BAD_DATA[case]
+    data = tmp_path / "words.txt"
+    if content is not None:
+        data.write_bytes(content)
+    out = tmp_path / "run"
+    assert_one_line_error(run_cli("train", "--data", data, "--out", out, "--steps", 5, "--json"), pattern)
+    assert not out.exists()
+    assert content is None or data.read_bytes() == content
+
+
+BAD_FLAGS = {
+    "unknown-preset": (["--preset", "nope"], r"unknown preset 'nope'.*mlp-bn"),
+    "lr-zero": (["--lr", "0"], r"--lr must be positive"),
+    "lr-negative": (["--lr", "-0.1"], r"--lr must be positive"),
+    "batch-zero": (["--batch-size", "0"], r"--batch-size must be at least 1"),
+    "block-zero": (["--block-size", "0"], r"--block-size must be at least 1"),
+    "steps-negative": (["--steps", "-1"], r"--steps must not be negative"),
+    "steps-not-a-number": (["--steps", "many"], r"--steps.*invalid int"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FLAGS))
+def test_bad_numbers_and_preset(case, run_cli, tmp_path):
+    flags, pattern = BAD_FLAGS[case]
+    out = tmp_path / "run"
+    assert_one_line_error(run_cli("train", "--out", out, *flags), pattern)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", [["sample"], ["eval", "--json"], ["score", "emma"]])
+def test_run_dir_missing(command, run_cli, tmp_path):
+    assert_one_line_error(run_cli(command[0], tmp_path / "nope", *command[1:]), "does not exist")
+
+
+@pytest.mark.parametrize("lacking,command", [(WEIGHTS, ["sample"]), (VOCAB, ["eval"]), (CONFIG, ["score", "emma"])])
+def test_run_dir_lacking_files(trained, run_cli, tmp_path, lacking, command):
+    run = tmp_path / "partial"
+    shutil.copytree(trained[0], run)
+    (run / lacking).unlink()
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert_one_line_error(run_cli(command[0], run, *command[1:]), f"lacks {lacking}")
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_non_empty_out_without_overwrite_is_untouched(run_cli, tmp_path):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_bytes(b"precious \x00 bytes\n")
+    (out / CONFIG).write_text('{"mine": true}\n', encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert_one_line_error(run_cli("train", "--out", out, "--steps", 5), "not empty.*--overwrite")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

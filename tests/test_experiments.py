@@ -1,0 +1,131 @@
+"""The lecture's experiments at small step counts: the qualitative results they must reproduce."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from charlab.cli import main
+from charlab.experiments import gain, init_ladder, lr, zero_init
+from charlab.experiments.runner import write_outputs
+
+SEED = 42
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def mean(values):
+    return sum(values) / len(values)
+
+
+@pytest.fixture(scope="module")
+def gain_result():
+    return gain.run(steps=10, seed=SEED)
+
+
+def init_rows(result, norm, activation):
+    return {r["gain"]: r for r in result.rows if r["norm"] == norm and r["activation"] == activation
+            and r["phase"] == "init"}
+
+
+def test_gain_tanh_saturation_and_stds(gain_result):
+    rows = init_rows(gain_result, "none", "tanh")
+    sat = {g: mean(r["saturation_pct"]) for g, r in rows.items()}
+    assert sat["3"] > sat["5/3"] > sat["1"] > sat["0.5"]
+    assert 25 < mean(rows["3"]["saturation_pct"][1:]) < 60  # lecture: gain 3 saturates ~40%
+    assert 1 < mean(rows["5/3"]["saturation_pct"][1:]) < 10  # lecture: 5/3 keeps the deeper layers near 5%
+    five_thirds, one = rows["5/3"]["act_std"], rows["1"]["act_std"]
+    assert max(five_thirds[1:]) / min(five_thirds[1:]) < 1.2  # 5/3: steady past the first layer
+    assert one[-1] < 0.6 * one[0]  # 1: shrinks layer by layer
+
+
+def test_gain_linear_only_explodes_at_five_thirds(gain_result):
+    rows = init_rows(gain_result, "none", "none")
+    growth = {g: r["act_std"][-1] / r["act_std"][0] for g, r in rows.items()}
+    assert growth["5/3"] > (5 / 3) ** 3  # four more layers, each x5/3 (~7.7)
+    assert 0.7 < growth["1"] < 1.4  # gain 1 keeps a linear stack steady
+    stds = rows["5/3"]["act_std"]
+    assert all(b > a for a, b in zip(stds, stds[1:]))
+
+
+def test_gain_hardly_matters_with_batchnorm(gain_result):
+    for activation in gain.ACTIVATIONS:
+        rows = init_rows(gain_result, "batchnorm", activation)
+        for layer in range(5):
+            stds = [r["act_std"][layer] for r in rows.values()]
+            assert max(stds) - min(stds) < 0.02 * max(stds)
+    tanh = init_rows(gain_result, "batchnorm", "tanh")
+    assert max(mean(r["saturation_pct"]) for r in tanh.values()) < 10
+
+
+def test_gain_outputs(gain_result, tmp_path):
+    paths = write_outputs(gain_result, tmp_path)
+    names = {p.name for p in paths}
+    assert {"gain.md", "gain.json", "gain-activations.png", "gain-activations.svg"} <= names
+    doc = json.loads((tmp_path / "gain.json").read_text())
+    assert len(doc["rows"]) == 2 * len(gain.GAINS) * len(gain.NORMS) * len(gain.ACTIVATIONS)
+    assert "| norm | activation | gain |" in (tmp_path / "gain.md").read_text()
+    assert (tmp_path / "gain-saturation.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_init_ladder_pattern():
+    rows = {r["rung"]: r for r in init_ladder.run(steps=200, seed=SEED).rows}
+    uniform = rows["original"]["expected_step0"]
+    assert rows["original"]["loss_step0"] > 5 * uniform  # lecture: ~27 instead of 3.3
+    for rung in ("fix-softmax", "fix-tanh", "kaiming", "batchnorm"):
+        assert rows[rung]["loss_step0"] == pytest.approx(uniform, abs=0.1)
+        assert rows[rung]["dev"] < rows["original"]["dev"]
+    assert rows["original"]["saturation_pct"] > 50
+    assert rows["fix-tanh"]["saturation_pct"] < rows["fix-softmax"]["saturation_pct"] / 4
+    assert rows["batchnorm"]["saturation_pct"] < rows["kaiming"]["saturation_pct"]
+
+
+def test_lr_recommends_update_data_near_1e_3():
+    result = lr.run(steps=100, seed=SEED)
+    means = [r["median_log10"] for r in result.rows]
+    assert all(math.isfinite(m) for m in means)
+    assert all(b > a for a, b in zip(means, means[1:]))  # update:data grows with the rate
+    best = next(r for r in result.rows if r["recommended"])
+    target = math.log10(lr.TARGET_UPDATE_DATA)
+    assert abs(best["median_log10"] - target) == min(abs(m - target) for m in means)
+    assert abs(best["median_log10"] - target) < 0.5
+    assert result.data["recommended_lr"] == best["lr"]
+
+
+def test_zero_init_only_what_can_move_moves():
+    result = zero_init.run(steps=200, seed=SEED)
+    params = {p["param"]: p for p in result.rows}
+    output_bias = f"layers.{max(int(n.split('.')[1]) for n in params)}.bias"  # the last Linear's bias
+    assert params[output_bias]["moved"] > 0
+    for name, p in params.items():
+        if name != output_bias:
+            assert p["max_abs_grad"] == 0 and p["moved"] == 0 and not p["ever_gradient"], name
+    losses = result.data["losses"]
+    assert losses["train"] >= losses["unigram_entropy"] - 1e-6  # an input-blind model cannot beat it
+    assert losses["train"] < losses["loss_step0"] - 0.2  # but the output bias did learn the unigram
+    text = " ".join(result.findings)
+    assert "identical" in text and "exactly 0" in text and output_bias in text
+
+
+def test_experiment_command(tmp_path, capsys):
+    out = tmp_path / "zero"
+    assert main(["experiment", "zero-init", "--steps", "20", "--out", str(out), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["experiment"] == "zero-init" and doc["settings"]["steps"] == 20
+    assert {"zero-init.md", "zero-init.json", "zero-init-moved.png", "zero-init-moved.svg"} <= {
+        p.name for p in out.iterdir()}
+    assert main(["experiment", "zero-init", "--steps", "0", "--out", str(out)]) == 2
+    assert "--steps must be at least 1" in capsys.readouterr().err
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert main(["experiment", "gain", "--out", str(a_file)]) == 2
+    assert "is a file" in capsys.readouterr().err

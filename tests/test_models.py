@@ -1,0 +1,266 @@
+"""Every registered model under the one contract (models/base.py), plus the layers they add.
+
+Parametrised over ``MODELS`` itself, so a newly registered model is tested without editing this file:
+shapes, loss at init, overfitting a tiny batch, sampling, the diagnostics recorder; then sequence
+models' causality and state carry, the hand-written transformer/RNN layers against torch, and
+makemore's split against makemore's own recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from charlab.config import ModelConfig, TrainConfig, load_preset
+from charlab.data import BOUNDARY_ID, Vocab, build_examples, read_items
+from charlab.diagnostics.recorder import Recorder, leaf_layers
+from charlab.diagnostics.schedule import EVERY_STEP
+from charlab.models import build_model
+from charlab.models.registry import load_all
+from charlab.rnn_cells import LSTMCell, RNNCell
+from charlab.sample import sample_texts
+from charlab.splits import MAKEMORE_SEED, make_splits, makemore_split
+from charlab.trainer import Trainer
+from charlab.transformer_layers import CausalSelfAttention, LayerNorm
+
+MODEL_NAMES = sorted(load_all())
+TINY_ITEMS = ["emma", "olivia", "ava", "isabella", "sophia"]  # longest 8 + boundary fits block 16
+SMALL = {"n_embd": 8, "n_hidden": 16, "n_head": 2}  # small enough for a fast test, big enough to learn
+INIT_TOLERANCE = 0.1  # issue 5: loss at init within 0.1 of -ln(1/V)
+OVERFIT_STEPS = 300
+OVERFIT_LR = 0.03  # Adam moves a weight ~lr a step: the zero-init bigram needs logits ~5 in 300 steps
+OVERFIT_MARGIN = 0.05  # every model sees at least the previous character, so it reaches the bigram optimum
+N_SAMPLES = 8
+COUNT_BIGRAM_LOSS = 2.45  # makemore part 1: the smoothed count bigram on names
+COUNT_BIGRAM_TOLERANCE = 0.03  # a 1,000-name test set moves the mean by about this much
+
+
+def preset_config(name: str, vocab_size: int, **overrides):
+    """The model's own preset (one per registered model, same name), with overrides."""
+    model_cfg, _ = load_preset(name)
+    model_cfg = dataclasses.replace(model_cfg, vocab_size=vocab_size, **overrides)
+    return model_cfg
+
+
+def small_model(name: str, vocab: Vocab, seed: int = 0):
+    cfg = preset_config(name, vocab.size, **SMALL, n_layers=min(load_preset(name)[0].n_layers, 2))
+    return build_model(cfg, torch.Generator().manual_seed(seed)), cfg
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    vocab = Vocab.from_items(TINY_ITEMS)
+    return vocab, {"train": TINY_ITEMS, "dev": TINY_ITEMS[:2], "test": TINY_ITEMS[2:]}
+
+
+def bigram_entropy(items: list[str], vocab: Vocab) -> float:
+    """The best mean NLL any model seeing the previous character can reach: H(next | prev), by counting."""
+    counts: dict[tuple[int, int], int] = {}
+    for item in items:
+        ids = [BOUNDARY_ID, *vocab.encode(item), BOUNDARY_ID]
+        for a, b in zip(ids, ids[1:]):
+            counts[a, b] = counts.get((a, b), 0) + 1
+    totals: dict[int, int] = {}
+    for (a, _), n in counts.items():
+        totals[a] = totals.get(a, 0) + n
+    nll = -sum(n * math.log(n / totals[a]) for (a, _), n in counts.items())
+    return nll / sum(counts.values())
+
+
+def test_every_model_has_a_preset_and_the_issue_models_are_registered():
+    expected = {"bigram-counts", "bigram", "mlp", "wavenet", "rnn", "gru", "lstm", "bow", "transformer"}
+    assert expected <= set(MODEL_NAMES)
+    for name in MODEL_NAMES:
+        assert load_preset(name)[0].model == name
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_output_shapes(name, tiny):
+    vocab, _ = tiny
+    model, cfg = small_model(name, vocab)
+    ex = build_examples(TINY_ITEMS, vocab, model.example_kind, cfg.block_size)
+    logits, loss = model(ex.x, ex.y)
+    window = model.example_kind == "window"
+    expected = (len(ex), vocab.size) if window else (len(ex), cfg.block_size, vocab.size)
+    assert tuple(logits.shape) == expected
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    model.eval()
+    for t in (0, 3):
+        context = torch.ones(2, t, dtype=torch.long)  # (2, t)
+        assert tuple(model.next_token_logits(context).shape) == (2, vocab.size)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_loss_at_init_is_uniform(name, names):
+    """The presets' sizes with the default init (``ModelConfig().init``; the ``mlp`` preset's naive init
+    is the lecture's deliberately bad start) on a batch of names: within 0.1 of -ln(1/27)."""
+    vocab = Vocab.from_items(names)
+    cfg = preset_config(name, vocab.size, init=ModelConfig().init)
+    model = build_model(cfg, torch.Generator().manual_seed(0))
+    ex = build_examples(names[:256], vocab, model.example_kind, cfg.block_size)
+    with torch.no_grad():
+        _, loss = model(ex.x, ex.y)
+    assert abs(float(loss) - math.log(vocab.size)) < INIT_TOLERANCE
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_overfits_a_tiny_batch(name, tiny):
+    vocab, _ = tiny
+    model, cfg = small_model(name, vocab)
+    ex = build_examples(TINY_ITEMS, vocab, model.example_kind, cfg.block_size)
+    optimum = bigram_entropy(TINY_ITEMS, vocab)
+    if not model.trained_by_gradient:
+        model.smoothing = 0.0  # unsmoothed counts are exactly the maximum-likelihood bigram
+        model.fit_counts(ex)
+        assert float(model(ex.x, ex.y)[1].detach()) == pytest.approx(optimum, abs=1e-5)
+        return
+    optimizer = torch.optim.AdamW(model.parameters(), lr=OVERFIT_LR, weight_decay=0.0)
+    for _ in range(OVERFIT_STEPS):
+        _, loss = model(ex.x, ex.y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert float(model(ex.x, ex.y)[1].detach()) < optimum + OVERFIT_MARGIN < math.log(vocab.size)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_sampling_works_and_repeats_with_the_seed(name, tiny):
+    vocab, splits = tiny
+    model, cfg = small_model(name, vocab)
+    first = sample_texts(model, vocab, splits, N_SAMPLES, seed=3)
+    again = sample_texts(model, vocab, splits, N_SAMPLES, seed=3)
+    assert first == again and len(first) == N_SAMPLES
+    for sample in first:
+        assert set(sample["text"]) <= set(vocab.chars)
+        if model.example_kind == "sequence":
+            assert len(sample["text"]) <= cfg.block_size - 1
+    assert model.training  # sampling restores the mode
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_diagnostics_recorder_attaches(name, tiny):
+    """Every leaf layer's output is recorded on a sampled step, every parameter's gradient, and no hook
+    stays behind. The count bigram has no layers to hook (nothing is trained by gradient)."""
+    vocab, _ = tiny
+    model, cfg = small_model(name, vocab)
+    ex = build_examples(TINY_ITEMS, vocab, model.example_kind, cfg.block_size)
+    recorder = Recorder(schedule=EVERY_STEP)
+    train_cfg = TrainConfig(steps=2, batch_size=len(ex), optimizer="adamw", lr=1e-3, eval_interval=10)
+    Trainer(model, ex, ex, train_cfg, [recorder]).fit()
+    kinds = [r["kind"] for r in recorder.records]
+    assert kinds[0] == "meta" and kinds[-1] == "probe"
+    steps = recorder.steps()
+    if not model.trained_by_gradient:
+        assert steps == [] and leaf_layers(model) == []
+        return
+    assert [s["step"] for s in steps] == [0, 1]
+    assert {layer["name"] for layer in steps[0]["layers"]} == {n for n, _ in leaf_layers(model)}
+    assert {p["name"] for p in steps[0]["params"] if "grad" in p} == {n for n, _ in model.named_parameters()}
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+SEQUENCE_MODELS = [n for n in MODEL_NAMES if n in {"rnn", "gru", "lstm", "bow", "transformer"}]
+
+
+@pytest.mark.parametrize("name", SEQUENCE_MODELS)
+def test_state_carries_and_nothing_leaks_from_the_future(name, tiny):
+    """Changing the first character changes the logits at the last position (the state advanced);
+    changing the last character changes no earlier position (causal)."""
+    vocab, _ = tiny
+    model, cfg = small_model(name, vocab)
+    model.eval()
+    t = cfg.block_size
+    base = torch.randint(1, vocab.size, (1, t), generator=torch.Generator().manual_seed(0))  # (1, T)
+    first, last = base.clone(), base.clone()
+    first[0, 1] = base[0, 1] % (vocab.size - 1) + 1
+    last[0, -1] = base[0, -1] % (vocab.size - 1) + 1
+    with torch.no_grad():
+        ref, changed_first, changed_last = model(base)[0], model(first)[0], model(last)[0]  # (1, T, V)
+    assert not torch.allclose(ref[0, -1], changed_first[0, -1])
+    torch.testing.assert_close(ref[0, :-1], changed_last[0, :-1])
+
+
+def test_layernorm_matches_torch():
+    x = torch.randn(4, 5, 8, dtype=torch.float64)
+    ours, theirs = LayerNorm(8).double(), torch.nn.LayerNorm(8).double()
+    with torch.no_grad():
+        theirs.weight.normal_()
+        theirs.bias.normal_()
+    ours.load_state_dict(theirs.state_dict())
+    torch.testing.assert_close(ours(x), theirs(x))
+
+
+def test_causal_attention_matches_scaled_dot_product_attention():
+    batch, t, channels, heads = 3, 6, 8, 2
+    attn = CausalSelfAttention(channels, heads, block_size=t).double()
+    x = torch.randn(batch, t, channels, dtype=torch.float64)
+    q, k, v = attn.c_attn(x).split(channels, dim=2)
+    split = [z.view(batch, t, heads, channels // heads).transpose(1, 2) for z in (q, k, v)]
+    y = F.scaled_dot_product_attention(*split, is_causal=True).transpose(1, 2).reshape(batch, t, channels)
+    torch.testing.assert_close(attn(x), attn.c_proj(y))
+
+
+def test_rnn_and_lstm_cells_match_torch():
+    n_in, hidden, batch = 3, 4, 5
+    x = torch.randn(batch, n_in, dtype=torch.float64)
+    h, c = torch.randn(batch, hidden, dtype=torch.float64), torch.randn(batch, hidden, dtype=torch.float64)
+    for ours, theirs in ((RNNCell(n_in, hidden), torch.nn.RNNCell(n_in, hidden)),
+                         (LSTMCell(n_in, hidden), torch.nn.LSTMCell(n_in, hidden))):
+        ours, theirs = ours.double(), theirs.double()
+        linear = next(m for m in ours.modules() if hasattr(m, "in_features"))
+        with torch.no_grad():
+            linear.weight.copy_(torch.cat([theirs.weight_ih, theirs.weight_hh], dim=1))
+            linear.bias.copy_(theirs.bias_ih + theirs.bias_hh)
+        if isinstance(ours, LSTMCell):
+            torch.testing.assert_close(ours(x, (h, c)), theirs(x, (h, c)))
+        else:
+            torch.testing.assert_close(ours(x, (h,))[0], theirs(x, h))
+
+
+def test_transformer_dropout_repeats_with_the_seed_and_is_off_in_eval(tiny):
+    vocab, _ = tiny
+    cfg = preset_config("transformer", vocab.size, **SMALL, n_layers=1, dropout=0.5)
+    a, b = (build_model(cfg, torch.Generator().manual_seed(1)) for _ in range(2))
+    idx = torch.randint(vocab.size, (2, cfg.block_size), generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a(idx)[0], b(idx)[0])
+    assert not torch.allclose(a(idx)[0], a(idx)[0])  # a fresh mask each call
+    a.eval()
+    torch.testing.assert_close(a(idx)[0], a(idx)[0])
+
+
+def test_makemore_split_is_makemores_own(names):
+    """makemore: torch.manual_seed(3407); randperm; the last min(1000, 10%) items are its test set."""
+    with torch.random.fork_rng():
+        torch.manual_seed(MAKEMORE_SEED)
+        order = torch.randperm(len(names)).tolist()
+    n_test = min(1000, int(len(names) * 0.1))
+    splits = makemore_split(names)
+    assert splits["test"] == [names[i] for i in order[-n_test:]]
+    assert len(splits["dev"]) == n_test
+    assert splits["train"] + splits["dev"] == [names[i] for i in order[:-n_test]]
+    assert make_splits(names, "makemore", seed=1) == splits  # fixed: --seed does not move it
+
+
+def test_cli_trains_on_makemores_split_and_eval_reports_it(run_cli, tmp_path):
+    """The count bigram (no steps) end to end: train on makemore's split, eval the run directory."""
+    out = tmp_path / "run"
+    trained = run_cli("train", "--preset", "bigram-counts", "--split", "makemore", "--out", out, "--json")
+    assert trained.returncode == 0, trained.stderr
+    losses = json.loads(trained.stdout)["losses"]
+    evaluated = run_cli("eval", out, "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout) == pytest.approx(losses)
+    splits = json.loads((out / "splits.json").read_text(encoding="utf-8"))
+    assert splits["test"] == makemore_split(read_items(None))["test"]
+    assert abs(losses["test"] - COUNT_BIGRAM_LOSS) < COUNT_BIGRAM_TOLERANCE
+
+
+def test_wavenet_rejects_a_block_size_it_cannot_pair(run_cli, tmp_path):
+    result = run_cli("train", "--preset", "wavenet", "--block-size", "6", "--steps", "1", "--out", tmp_path / "r")
+    assert result.returncode == 2
+    assert "power of two" in result.stderr and "Traceback" not in result.stderr
