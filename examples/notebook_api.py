@@ -27,7 +27,7 @@ args = parser.parse_args()
 out = Path(args.out)
 
 # %% train the lecture's MLP with BatchNorm, recording statistics every 100 steps
-recorder = Recorder(schedule=SampleSchedule(every=100))
+recorder = Recorder(schedule=SampleSchedule(every=100), out=out)  # also saved: RUN/diagnostics.jsonl
 run = charlab.train(preset="mlp-bn", steps=args.steps, out=out, observers=[recorder], overwrite=True)
 print("losses:", {k: round(v, 4) for k, v in run.losses.items()})
 print("samples:", [s["text"] for s in run.samples[:5]])

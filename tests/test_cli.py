@@ -1,7 +1,10 @@
 """The command line end to end: ``python -m charlab ...`` in temp dirs, as a user runs it.
 
 One trained run (module scope) serves every command; bad input is checked for what a user sees:
-one line on stderr, a non-zero exit, no traceback, nothing on disk created or changed.
+one line on stderr, a non-zero exit, no traceback, nothing on disk created or changed. Each
+subprocess pays ~2 s of imports, so the happy path and a few bad inputs run as real processes and
+the rest of the bad inputs go through the same entry point in-process (``charlab.cli.main``), where
+an escaping exception would fail the test just as a traceback would.
 """
 
 from __future__ import annotations
@@ -10,9 +13,13 @@ import json
 import math
 import re
 import shutil
+import subprocess
 
 import pytest
 
+from charlab.cli import main
+from charlab.data import build_examples
+from charlab.evaluate import item_scores
 from charlab.rundir import CONFIG, METRICS, REQUIRED, SAMPLES, VOCAB, WEIGHTS, load_run, read_metrics
 from charlab.sample import sample_texts
 
@@ -35,6 +42,21 @@ def one_json(proc):
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     return json.loads(proc.stdout)
+
+
+def run_main(capsys, *argv) -> subprocess.CompletedProcess:
+    """``charlab ARGV`` in this process: exit code, stdout and stderr as a subprocess would give."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as stop:  # argparse's usage errors
+        code = stop.code
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(list(argv), code, captured.out, captured.err)
+
+
+def snapshot(folder) -> dict:
+    """Every file under ``folder`` with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def assert_one_line_error(proc, pattern: str) -> None:
@@ -94,16 +116,20 @@ def test_sample_prefix_top_k_temperature(trained, run_cli):
     greedy = one_json(run_cli("sample", out, "-n", 4, "--prefix", "em", "--top-k", 1, "--temperature", 0.5, "--json"))
     assert len(greedy) == 4 and all(s["text"].startswith("em") for s in greedy)
     assert len({s["text"] for s in greedy}) == 1  # top-1 is deterministic: every sample the same
-    text = run_cli("sample", out, "-n", 3, "--seed", 7)
+
+
+
+def test_sample_text_mode(trained, capsys):
+    text = run_main(capsys, "sample", trained[0], "-n", 3, "--seed", 7)
     assert text.returncode == 0 and len(text.stdout.splitlines()) == 3
 
 
-def test_score_json_and_text(trained, run_cli):
+def test_score_json_and_text(trained, run_cli, capsys):
     out, _ = trained
     rows = one_json(run_cli("score", out, "emma", "zzzzq", "--json"))
     assert [r["word"] for r in rows] == ["emma", "zzzzq"]
     assert 0 < rows[0]["nll_per_char"] < rows[1]["nll_per_char"]
-    text = run_cli("score", out, "emma")
+    text = run_main(capsys, "score", out, "emma")
     assert text.returncode == 0 and text.stdout.split()[1] == "emma"
     assert float(text.stdout.split()[0]) == pytest.approx(rows[0]["nll_per_char"], abs=1e-4)
 
@@ -118,8 +144,8 @@ def test_overwrite_replaces_the_run(trained, run_cli, tmp_path):
     assert sum(r["event"] == "train" for r in records) == 20
 
 
-def test_train_help_names_the_stable_flags(run_cli):
-    proc = run_cli("train", "--help")
+def test_train_help_names_the_stable_flags(capsys):
+    proc = run_main(capsys, "train", "--help")
     assert proc.returncode == 0
     for flag in ("--data", "--out", "--preset", "--steps", "--batch-size", "--lr", "--seed", "--json"):
         assert flag in proc.stdout
@@ -136,14 +162,19 @@ BAD_DATA = {
 }
 
 
+SUBPROCESS_CASES = {"missing", "not-utf8"}  # the rest in-process (see the module docstring)
+
+
 @pytest.mark.parametrize("case", sorted(BAD_DATA))
-def test_bad_data_file(case, run_cli, tmp_path):
+def test_bad_data_file(case, run_cli, capsys, tmp_path):
     content, pattern = BAD_DATA[case]
     data = tmp_path / "words.txt"
     if content is not None:
         data.write_bytes(content)
     out = tmp_path / "run"
-    assert_one_line_error(run_cli("train", "--data", data, "--out", out, "--steps", 5, "--json"), pattern)
+    argv = ("train", "--data", data, "--out", out, "--steps", 5, "--json")
+    proc = run_cli(*argv) if case in SUBPROCESS_CASES else run_main(capsys, *argv)
+    assert_one_line_error(proc, pattern)
     assert not out.exists()
     assert content is None or data.read_bytes() == content
 
@@ -160,33 +191,72 @@ BAD_FLAGS = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FLAGS))
-def test_bad_numbers_and_preset(case, run_cli, tmp_path):
+def test_bad_numbers_and_preset(case, capsys, tmp_path):
     flags, pattern = BAD_FLAGS[case]
     out = tmp_path / "run"
-    assert_one_line_error(run_cli("train", "--out", out, *flags), pattern)
+    assert_one_line_error(run_main(capsys, "train", "--out", out, *flags), pattern)
     assert not out.exists()
 
 
+def test_run_dir_missing_subprocess(run_cli, tmp_path):
+    assert_one_line_error(run_cli("sample", tmp_path / "nope", "--json"), "does not exist")
+
+
 @pytest.mark.parametrize("command", [["sample"], ["eval", "--json"], ["score", "emma"]])
-def test_run_dir_missing(command, run_cli, tmp_path):
-    assert_one_line_error(run_cli(command[0], tmp_path / "nope", *command[1:]), "does not exist")
+def test_run_dir_missing(command, capsys, tmp_path):
+    assert_one_line_error(run_main(capsys, command[0], tmp_path / "nope", *command[1:]), "does not exist")
 
 
 @pytest.mark.parametrize("lacking,command", [(WEIGHTS, ["sample"]), (VOCAB, ["eval"]), (CONFIG, ["score", "emma"])])
-def test_run_dir_lacking_files(trained, run_cli, tmp_path, lacking, command):
+def test_run_dir_lacking_files(trained, capsys, tmp_path, lacking, command):
     run = tmp_path / "partial"
     shutil.copytree(trained[0], run)
     (run / lacking).unlink()
-    before = {p.name: p.read_bytes() for p in run.iterdir()}
-    assert_one_line_error(run_cli(command[0], run, *command[1:]), f"lacks {lacking}")
-    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    before = snapshot(run)
+    assert_one_line_error(run_main(capsys, command[0], run, *command[1:]), f"lacks {lacking}")
+    assert snapshot(run) == before
 
 
-def test_non_empty_out_without_overwrite_is_untouched(run_cli, tmp_path):
+def test_non_empty_out_without_overwrite_is_untouched(trained, capsys, tmp_path):
     out = tmp_path / "taken"
-    out.mkdir()
+    shutil.copytree(trained[0], out)
     (out / "keep.txt").write_bytes(b"precious \x00 bytes\n")
-    (out / CONFIG).write_text('{"mine": true}\n', encoding="utf-8")
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert_one_line_error(run_cli("train", "--out", out, "--steps", 5), "not empty.*--overwrite")
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    before = snapshot(out)
+    assert_one_line_error(run_main(capsys, "train", "--out", out, "--steps", 5), "not empty.*--overwrite")
+    assert snapshot(out) == before
+
+
+def test_temperature_sharpens_samples(trained):
+    """Colder samples are likelier under the model: lower mean NLL per character than hot ones."""
+    loaded = load_run(trained[0])
+
+    def mean_score(temperature: float) -> float:
+        texts = [s["text"] for s in sample_texts(loaded.model, loaded.vocab, loaded.splits, 200, 5, temperature)]
+        examples = build_examples([t for t in texts if t], loaded.vocab, "window", loaded.model_cfg.block_size)
+        return item_scores(loaded.model, examples, len([t for t in texts if t])).mean().item()
+
+    assert mean_score(0.3) < mean_score(1.0) < mean_score(3.0)
+
+
+BAD_SAMPLE_FLAGS = {
+    "n-zero": (["sample", "-n", "0"], r"-n must be at least 1"),
+    "temperature-zero": (["sample", "--temperature", "0"], r"--temperature must be positive"),
+    "top-k-zero": (["sample", "--top-k", "0"], r"--top-k must be at least 1"),
+    "prefix-unknown-char": (["sample", "--prefix", "é"], r"outside the vocabulary"),
+    "score-unknown-char": (["score", "--json"], r"outside the run's vocabulary"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SAMPLE_FLAGS))
+def test_bad_sample_and_score_input(case, trained, capsys):
+    argv, pattern = BAD_SAMPLE_FLAGS[case]
+    words = ["zoé"] if argv[0] == "score" else []
+    assert_one_line_error(run_main(capsys, argv[0], trained[0], *argv[1:], *words), pattern)
+
+
+def test_train_text_mode_prints_init_loss_losses_and_samples(capsys, tmp_path):
+    proc = run_main(capsys, "train", "--out", tmp_path / "run", "--steps", 20, "--samples", 3)
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"loss at step 0: 3\.\d{4} \(expected -ln\(1/27\) = 3\.2958\)", proc.stdout)
+    assert re.search(r"train \d\.\d{4}\s+dev \d\.\d{4}\s+test \d\.\d{4}", proc.stdout)
+    assert len([line for line in proc.stdout.splitlines() if line.startswith("  ")]) == 3

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import subprocess
 
 import pytest
+
+from charlab.cli import main
 
 TINY = ("--steps", "30", "--eval-interval", "1000", "--samples", "0", "--json")
 
 
+def run_cli(*args) -> subprocess.CompletedProcess:
+    """``charlab ARGS`` in this process (no interpreter start-up per call); stdout, stderr and status."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory, run_cli):
+def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     naive = run_cli("train", "--preset", "mlp", "--out", root / "naive", "--diagnose", *TINY)
     assert naive.returncode == 0, naive.stderr
@@ -26,7 +39,7 @@ def test_train_diagnose_writes_records_into_the_run_dir(runs):
     assert not (runs / "bn" / "diagnostics.jsonl").exists()
 
 
-def test_diagnose_json_prints_verdicts_and_writes_figures(runs, run_cli):
+def test_diagnose_json_prints_verdicts_and_writes_figures(runs):
     before = (runs / "bn" / "model.safetensors").read_bytes()
     out = run_cli("diagnose", runs / "bn", "--steps", "5", "--json")
     assert out.returncode == 0, out.stderr
@@ -42,7 +55,7 @@ def test_diagnose_json_prints_verdicts_and_writes_figures(runs, run_cli):
     assert table.returncode == 0 and "FAIL" in table.stdout and "fix:" in table.stdout
 
 
-def test_compare_json_side_by_side(runs, run_cli):
+def test_compare_json_side_by_side(runs):
     out = run_cli("compare", runs / "naive", runs / "bn", "--json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
@@ -55,7 +68,7 @@ def test_compare_json_side_by_side(runs, run_cli):
     assert text.returncode == 0 and "Tanh#1 saturated fraction" in text.stdout
 
 
-def test_errors_are_one_line(runs, run_cli, tmp_path):
+def test_errors_are_one_line(runs, tmp_path):
     missing = run_cli("compare", runs / "naive", tmp_path)
     assert missing.returncode == 2 and "charlab diagnose" in missing.stderr and "Traceback" not in missing.stderr
     bad = run_cli("diagnose", runs / "bn", "--steps", "0")

@@ -92,3 +92,30 @@ def test_only_rank_zero_writes_and_prints(launched, single):
     assert {*REQUIRED, METRICS, SAMPLES} <= {p.name for p in out.iterdir()}
     records = (out / METRICS).read_text().splitlines()
     assert len([r for r in records if '"event": "final"' in r]) == 1
+
+
+def test_sync_stats_in_a_one_process_group_is_torch_batchnorm(tmp_path):
+    """The all-reduced sum / sum of squares / count path (a gloo group of one) gives the outputs,
+    input gradients and running statistics of torch.nn.BatchNorm1d."""
+    import torch.distributed as dist
+
+    from charlab.batchnorm import BatchNorm1d
+    from charlab.distributed import SyncStats
+
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        x = (torch.randn(32, 8, generator=gen, dtype=torch.float64) * 3 + 1).requires_grad_()  # (B, C)
+        x_ref = x.detach().clone().requires_grad_()
+        ours = BatchNorm1d(8, dtype=torch.float64)
+        ours.stats_reducer = SyncStats()
+        ref = torch.nn.BatchNorm1d(8, dtype=torch.float64)
+        weights = torch.randn(32, 8, generator=gen, dtype=torch.float64)  # (B, C) a loss that mixes channels
+        (ours(x) * weights).sum().backward()
+        (ref(x_ref) * weights).sum().backward()
+        assert torch.allclose(x.grad, x_ref.grad, atol=1e-10)
+        assert torch.allclose(ours.running_mean, ref.running_mean, atol=1e-12)
+        assert torch.allclose(ours.running_var, ref.running_var, atol=1e-12)
+    finally:
+        dist.destroy_process_group()

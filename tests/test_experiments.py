@@ -9,10 +9,12 @@ import pytest
 import torch
 
 from charlab.cli import main
+from charlab.data import read_items
 from charlab.experiments import gain, init_ladder, lr, zero_init
 from charlab.experiments.runner import write_outputs
 
 SEED = 42
+NAMES_STRIDE = 8  # every 8th embedded name (~4,000): the final evaluations of each variant stay cheap
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -23,13 +25,20 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(scope="module")
+def names(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "names.txt"
+    path.write_text("\n".join(read_items(None)[::NAMES_STRIDE]) + "\n", encoding="utf-8")
+    return str(path)
+
+
 def mean(values):
     return sum(values) / len(values)
 
 
 @pytest.fixture(scope="module")
-def gain_result():
-    return gain.run(steps=10, seed=SEED)
+def gain_result(names):
+    return gain.run(steps=10, seed=SEED, data=names)
 
 
 def init_rows(result, norm, activation):
@@ -77,8 +86,8 @@ def test_gain_outputs(gain_result, tmp_path):
     assert (tmp_path / "gain-saturation.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_init_ladder_pattern():
-    rows = {r["rung"]: r for r in init_ladder.run(steps=200, seed=SEED).rows}
+def test_init_ladder_pattern(names):
+    rows = {r["rung"]: r for r in init_ladder.run(steps=200, seed=SEED, data=names).rows}
     uniform = rows["original"]["expected_step0"]
     assert rows["original"]["loss_step0"] > 5 * uniform  # lecture: ~27 instead of 3.3
     for rung in ("fix-softmax", "fix-tanh", "kaiming", "batchnorm"):
@@ -89,20 +98,20 @@ def test_init_ladder_pattern():
     assert rows["batchnorm"]["saturation_pct"] < rows["kaiming"]["saturation_pct"]
 
 
-def test_lr_recommends_update_data_near_1e_3():
-    result = lr.run(steps=100, seed=SEED)
-    means = [r["median_log10"] for r in result.rows]
-    assert all(math.isfinite(m) for m in means)
-    assert all(b > a for a, b in zip(means, means[1:]))  # update:data grows with the rate
+def test_lr_recommends_update_data_near_1e_3(names):
+    result = lr.run(steps=100, seed=SEED, data=names)
+    medians = [r["median_log10"] for r in result.rows]
+    assert all(math.isfinite(m) for m in medians)
+    assert all(b > a for a, b in zip(medians, medians[1:]))  # update:data grows with the rate
     best = next(r for r in result.rows if r["recommended"])
     target = math.log10(lr.TARGET_UPDATE_DATA)
-    assert abs(best["median_log10"] - target) == min(abs(m - target) for m in means)
+    assert abs(best["median_log10"] - target) == min(abs(m - target) for m in medians)
     assert abs(best["median_log10"] - target) < 0.5
     assert result.data["recommended_lr"] == best["lr"]
 
 
-def test_zero_init_only_what_can_move_moves():
-    result = zero_init.run(steps=200, seed=SEED)
+def test_zero_init_only_what_can_move_moves(names):
+    result = zero_init.run(steps=200, seed=SEED, data=names)
     params = {p["param"]: p for p in result.rows}
     output_bias = f"layers.{max(int(n.split('.')[1]) for n in params)}.bias"  # the last Linear's bias
     assert params[output_bias]["moved"] > 0
@@ -116,9 +125,9 @@ def test_zero_init_only_what_can_move_moves():
     assert "identical" in text and "exactly 0" in text and output_bias in text
 
 
-def test_experiment_command(tmp_path, capsys):
+def test_experiment_command(names, tmp_path, capsys):
     out = tmp_path / "zero"
-    assert main(["experiment", "zero-init", "--steps", "20", "--out", str(out), "--json"]) == 0
+    assert main(["experiment", "zero-init", "--steps", "20", "--data", names, "--out", str(out), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["experiment"] == "zero-init" and doc["settings"]["steps"] == 20
     assert {"zero-init.md", "zero-init.json", "zero-init-moved.png", "zero-init-moved.svg"} <= {

@@ -222,9 +222,10 @@ def test_rnn_and_lstm_cells_match_torch():
             torch.testing.assert_close(ours(x, (h,))[0], theirs(x, h))
 
 
-def test_transformer_dropout_repeats_with_the_seed_and_is_off_in_eval(tiny):
+@pytest.mark.parametrize("name", ["transformer", "rnn", "gru", "lstm"])
+def test_dropout_repeats_with_the_seed_and_is_off_in_eval(name, tiny):
     vocab, _ = tiny
-    cfg = preset_config("transformer", vocab.size, **SMALL, n_layers=1, dropout=0.5)
+    cfg = preset_config(name, vocab.size, **SMALL, n_layers=1, dropout=0.5)
     a, b = (build_model(cfg, torch.Generator().manual_seed(1)) for _ in range(2))
     idx = torch.randint(vocab.size, (2, cfg.block_size), generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(a(idx)[0], b(idx)[0])

@@ -186,10 +186,15 @@ class FastPath:
         loss, grads = _forward_backward([p.detach() for p in self.params], self.blocks, stats, x, y)
         for p, g in zip(self.params, grads):
             p.grad = g
-        torch._foreach_copy_(self.buffers, _update_buffers(self.buffers, stats, self.momenta))
-        for norm in self.norms:
-            norm.num_batches_tracked.add_(1)
+        self._write_back([], [], _update_buffers(self.buffers, stats, self.momenta), 1)
         return loss
+
+    def _write_back(self, params, new_params, new_buffers, steps: int) -> None:
+        for old, new in ((params, new_params), (self.buffers, new_buffers)):
+            if old:
+                torch._foreach_copy_(old, new)
+        for norm in self.norms:
+            norm.num_batches_tracked.add_(steps)
 
     @torch.no_grad()
     def steps(self, x: torch.Tensor, y: torch.Tensor, lrs: torch.Tensor) -> torch.Tensor:
@@ -199,8 +204,5 @@ class FastPath:
         run = self.compiled if full else sgd_steps
         losses, params, buffers = run([p.detach() for p in self.params], list(self.buffers), self.blocks,
                                       self.momenta, x, y, lrs)
-        torch._foreach_copy_([p.detach() for p in self.params], params)
-        torch._foreach_copy_(self.buffers, buffers)
-        for norm in self.norms:
-            norm.num_batches_tracked.add_(lrs.shape[0])
+        self._write_back([p.detach() for p in self.params], params, buffers, lrs.shape[0])
         return losses  # (K,)

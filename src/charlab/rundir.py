@@ -84,6 +84,7 @@ def create_run_dir(out: str | Path, overwrite: bool = False) -> Path:
         raise CharlabError(f"run directory {out} already exists and is not empty; "
                            "choose another --out or pass --overwrite")
     out.mkdir(parents=True, exist_ok=True)
+    (out / METRICS).unlink(missing_ok=True)  # appended to, not replaced: an old run's lines would mix in
     return out
 
 

@@ -8,6 +8,7 @@ from charlab.data import BOUNDARY_ID, Vocab
 from charlab.devices import model_device
 from charlab.errors import CharlabError
 from charlab.evaluate import eval_mode
+from charlab.sample_table import LogitTable, worth_a_table
 
 MAX_SAMPLE_LEN = 64  # characters; a sample that never emits the boundary is cut here
 SAMPLE_CHUNK = 4096  # sequences per batch: bounds memory for a large -n
@@ -16,22 +17,27 @@ SAMPLE_CHUNK = 4096  # sequences per batch: bounds memory for a large -n
 def sample_ids(model, n: int, generator: torch.Generator, temperature: float = 1.0,
                top_k: int | None = None, prefix: list[int] = (), max_len: int = MAX_SAMPLE_LEN
                ) -> list[list[int]]:
-    """``n`` id lists (prefix included, boundary excluded), sampled together."""
+    """``n`` id lists (prefix included, boundary excluded), sampled together. A window model with a
+    small context space reads its logits from a table of every window (``sample_table.py``)."""
+    table = LogitTable(model) if worth_a_table(model, n) else None
     out: list[list[int]] = []
     for start in range(0, n, SAMPLE_CHUNK):
         out.extend(_sample_chunk(model, min(SAMPLE_CHUNK, n - start), generator, temperature, top_k,
-                                 list(prefix), max_len))
+                                 list(prefix), max_len, table))
     return out
 
 
-def _sample_chunk(model, n, generator, temperature, top_k, prefix, max_len):
+def _sample_chunk(model, n, generator, temperature, top_k, prefix, max_len, table=None):
     limit = max_len if model.example_kind == "window" else min(max_len, model.block_size - 1)
     ctx = torch.tensor([prefix] * n, dtype=torch.long).view(n, len(prefix))  # (n, t)
     done = torch.zeros(n, dtype=torch.bool)  # (n,)
     device = model_device(model)  # the model may be on a GPU; drawing stays on the CPU generator
     with eval_mode(model):
         while ctx.shape[1] < limit and not bool(done.all()):
-            logits = model.next_token_logits(ctx.to(device)).float().cpu() / temperature  # (n, V)
+            if table is not None:
+                logits = table(ctx) / temperature  # (n, V)
+            else:
+                logits = model.next_token_logits(ctx.to(device)).float().cpu() / temperature  # (n, V)
             if top_k is not None and top_k < logits.shape[1]:
                 kth = torch.topk(logits, top_k, dim=1).values[:, -1:]  # (n, 1)
                 logits = logits.masked_fill(logits < kth, float("-inf"))

@@ -17,4 +17,6 @@ class TrainingStopped(CharlabError):
         self.keep_state = keep_state
 
     def with_context(self, extra: str) -> "TrainingStopped":
-        return TrainingStopped(f"{self}; {extra}", self.exit_code, self.keep_state)
+        """The same stop, its message extended (e.g. with the checkpoint kept)."""
+        self.args = (f"{self}; {extra}",)
+        return self

@@ -1,8 +1,8 @@
 """The transformer's layers written out by hand: LayerNorm, GELU, Dropout, causal self-attention.
 
 Semantics follow torch (``nn.LayerNorm``, ``nn.GELU``, ``F.scaled_dot_product_attention`` with
-``is_causal=True``), which the tests use as oracles. ``Dropout`` draws its masks from a
-``torch.Generator`` handed in by the model builder, so one seed makes a run repeatable.
+``is_causal=True``), which the tests use as oracles. ``Dropout`` draws its masks from a CPU
+``torch.Generator`` handed in by the model builder, so one seed makes a run repeatable on any device.
 """
 
 from __future__ import annotations
@@ -56,7 +56,8 @@ class Dropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        keep = torch.rand(x.shape, generator=self.generator, device=x.device) >= self.p  # same shape as x
+        draws = torch.rand(x.shape, generator=self.generator)  # on the CPU, as every charlab generator
+        keep = (draws >= self.p).to(x.device)  # same shape as x
         return x * keep / (1.0 - self.p)
 
     def extra_repr(self) -> str:

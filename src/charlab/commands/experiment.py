@@ -29,6 +29,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, default=None, metavar="N",
                         help="training steps per variant (default: the experiment's own; init-ladder: 200,000 "
                              "as in the lecture, gain/lr: 1,000, zero-init: 2,000)")
+    parser.add_argument("--data", metavar="FILE", help="UTF-8 word list, one item per line (default: embedded names)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="one seed for split, init and batches")
     parser.add_argument("--out", metavar="DIR", default=None, help="output folder (default: runs/experiment-NAME)")
     add_json_flag(parser)
@@ -39,7 +40,7 @@ def run(args) -> int:
         raise CharlabError(f"--steps must be at least 1, got {args.steps}")
     out = output_dir(args.out or f"runs/experiment-{args.name}")  # fails before hours of training, not after
     torch.set_num_threads(THREADS)
-    result = EXPERIMENTS[args.name].run(steps=args.steps, seed=args.seed, progress=not args.json)
+    result = EXPERIMENTS[args.name].run(steps=args.steps, seed=args.seed, progress=not args.json, data=args.data)
     write_outputs(result, out)
     if args.json:
         print_json(result.to_json())

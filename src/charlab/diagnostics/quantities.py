@@ -30,17 +30,19 @@ def saturation_fraction(t: torch.Tensor, threshold: float = SATURATION_THRESHOLD
     return (t.detach().abs() > threshold).float().mean()
 
 
-def histogram(t: torch.Tensor, bins: int = HIST_BINS,
-              range_stds: float = HIST_RANGE_STDS) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def histogram(t: torch.Tensor, bins: int = HIST_BINS, range_stds: float = HIST_RANGE_STDS,
+              mean: torch.Tensor | None = None,
+              spread: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Density histogram over mean ± ``range_stds`` std: (lo, hi, density (bins,)).
 
     Built with ``scatter_add_`` rather than ``torch.histc`` so the range never leaves the device
     (``histc`` wants Python floats, a host sync per call). Values outside the range are not counted;
-    the density integrates to the fraction inside it.
+    the density integrates to the fraction inside it. ``mean``/``spread`` may be passed if known.
     """
     t = t.detach().float().flatten()  # (N,)
-    mean = t.mean()
-    half = torch.maximum(std(t) * range_stds, MIN_HALF_RANGE * (mean.abs() + 1))
+    mean = t.mean() if mean is None else mean
+    spread = std(t) if spread is None else spread
+    half = torch.maximum(spread * range_stds, MIN_HALF_RANGE * (mean.abs() + 1))
     lo, hi = mean - half, mean + half
     width = (hi - lo) / bins
     idx = torch.floor((t - lo) / width).long().clamp(0, bins - 1)  # (N,) bin of each value; hi goes in the last
@@ -55,11 +57,14 @@ def bin_centres(lo: float, hi: float, n_bins: int) -> list[float]:
     return [lo + width * (i + 0.5) for i in range(n_bins)]
 
 
-def summary(t: torch.Tensor, bins: int = HIST_BINS) -> dict[str, torch.Tensor]:
-    """Mean, std and a density histogram of all elements of ``t`` (tensors, still on t's device)."""
+def summary(t: torch.Tensor, bins: int = HIST_BINS, hist: bool = True) -> dict[str, torch.Tensor]:
+    """Mean, std and (unless ``hist=False``) a density histogram of all elements of ``t``
+    (tensors, still on t's device)."""
     t = t.detach().float()
-    lo, hi, density = histogram(t, bins)
-    return {"mean": t.mean(), "std": std(t), "hist_lo": lo, "hist_hi": hi, "hist": density}
+    out = {"mean": t.mean(), "std": std(t)}
+    if hist:
+        out["hist_lo"], out["hist_hi"], out["hist"] = histogram(t, bins, mean=out["mean"], spread=out["std"])
+    return out
 
 
 def grad_data_ratio(grad: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

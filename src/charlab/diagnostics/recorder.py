@@ -185,21 +185,22 @@ class Recorder(Observer):
     def on_after_backward(self, trainer, step: int) -> None:
         if not self._active:
             return
-        kinds = {name: bool(getattr(m, "bounded", False)) for name, m in self.layers}
+        bounded = {name for name, m in self.layers if getattr(m, "bounded", False)}
+        drawn = bounded or {name for name, _ in self.layers}  # histograms only where the figures use them
         layers = []
         for name, outs in self._outputs.items():  # insertion order = the order the layers ran
             out = gathered(outs)
-            entry = {"name": name, "out": q.summary(out)}
-            if kinds[name]:
+            entry = {"name": name, "out": q.summary(out, hist=name in drawn)}
+            if name in bounded:
                 entry["out"]["saturation"] = q.saturation_fraction(out)
             if name in self._grads:
-                entry["grad"] = q.summary(gathered(self._grads[name]))
+                entry["grad"] = q.summary(gathered(self._grads[name]), hist=name in drawn)
             layers.append(entry)
         params = []
         for name, p in self.params:
             entry = {"name": name, "shape": list(p.shape), "data_std": q.std(p)}
             if p.grad is not None:
-                entry["grad"] = q.summary(p.grad)
+                entry["grad"] = q.summary(p.grad, hist=p.dim() == 2)
                 entry["grad_data"] = q.grad_data_ratio(p.grad, p)
             params.append(entry)
         self._outputs, self._grads = {}, {}

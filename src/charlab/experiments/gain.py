@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
+from charlab.config import DEFAULT_SEED
 from charlab.diagnostics.quantities import SATURATION_THRESHOLD
 from charlab.diagnostics.recorder import Recorder
 from charlab.experiments.layers import block_stats, hidden_blocks, meta_record
-from charlab.experiments.runner import Column, ExperimentResult, recorded_steps, schedule_at_ends, train_variant
+from charlab.experiments.runner import (Column, ExperimentResult, data_name, recorded_steps, schedule_at_ends,
+                                       train_variant)
 from charlab.stopping import TrainingStopped
 
 NAME = "gain"
@@ -29,12 +31,12 @@ STATS = {"act_std": "activation std", "saturation_pct": "% saturated", "grad_std
          "grad_data": "grad:data"}
 
 
-def run_variant(norm: str, activation: str, gain: float, steps: int, seed: int, progress: bool) -> dict:
+def run_variant(norm: str, activation: str, gain: float, steps: int, seed: int, progress: bool, data) -> dict:
     """Per-block statistics at init and at the last step; a variant whose loss turns non-finite (a linear
     stack at a large gain) keeps its init statistics and records where it diverged."""
     recorder = Recorder(schedule_at_ends(steps), probe=False)
     try:
-        trained = train_variant(PRESET, steps, seed, recorder, progress=progress, norm=norm,
+        trained = train_variant(PRESET, steps, seed, recorder, progress=progress, data=data, norm=norm,
                                 activation=activation, gain=gain, init="kaiming")
         diverged = None
     except TrainingStopped as stop:
@@ -46,8 +48,8 @@ def run_variant(norm: str, activation: str, gain: float, steps: int, seed: int, 
             "dev": trained.losses["dev"] if trained else None, "diverged": diverged}
 
 
-def sweep(steps: int, seed: int, progress: bool) -> dict:
-    return {(norm, act, label): run_variant(norm, act, gain, steps, seed, progress)
+def sweep(steps: int, seed: int, progress: bool, data) -> dict:
+    return {(norm, act, label): run_variant(norm, act, gain, steps, seed, progress, data)
             for norm in NORMS for act in ACTIVATIONS for label, gain in GAINS.items()}
 
 
@@ -105,9 +107,9 @@ def per_layer_figure(results: dict, key: str, ylabel: str, activations=ACTIVATIO
     return fig
 
 
-def run(steps: int | None = None, seed: int = 42, progress: bool = False) -> ExperimentResult:
+def run(steps: int | None = None, seed: int = DEFAULT_SEED, progress: bool = False, data=None) -> ExperimentResult:
     steps = DEFAULT_STEPS if steps is None else steps
-    results = sweep(steps, seed, progress)
+    results = sweep(steps, seed, progress, data)
     columns = [Column("norm", "norm"), Column("activation", "activation"), Column("gain", "gain"),
                Column("phase", "phase"), Column("act_std", "activation std by layer", "{:.2f}"),
                Column("saturation_pct", "% saturated by layer", "{:.1f}"),
@@ -120,5 +122,6 @@ def run(steps: int | None = None, seed: int = 42, progress: bool = False) -> Exp
         "grad-data": lambda: per_layer_figure(results, "grad_data", "grad:data"),
     }
     return ExperimentResult(NAME, "Kaiming gain sweep on the 5-layer, 100-unit net",
-                            {"preset": PRESET, "steps": steps, "seed": seed, "gains": list(GAINS)},
+                            {"preset": PRESET, "steps": steps, "seed": seed, "data": data_name(data),
+                             "gains": list(GAINS)},
                             columns, table_rows(results), findings(results), figures=figures)

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
+from charlab.config import DEFAULT_SEED
 from charlab.diagnostics.quantities import SATURATION_THRESHOLD, bin_centres
 from charlab.diagnostics.recorder import Recorder
-from charlab.experiments.runner import Column, ExperimentResult, recorded_steps, schedule_at_ends, train_variant
+from charlab.experiments.runner import (Column, ExperimentResult, data_name, recorded_steps, schedule_at_ends,
+                                       train_variant)
 from charlab.progress import expected_init_loss
 
 NAME = "init-ladder"
@@ -32,10 +34,10 @@ LECTURE_DEV = {"original": 2.168, "fix-softmax": 2.13, "fix-tanh": 2.103, "kaimi
 LECTURE_TOLERANCE = 0.02  # split, batch order and float rounding differ from the notebook's
 
 
-def run_rung(rung: str, steps: int, seed: int, progress: bool) -> dict:
+def run_rung(rung: str, steps: int, seed: int, progress: bool, data) -> dict:
     preset, overrides = RUNGS[rung]
     recorder = Recorder(schedule_at_ends(steps), probe=False)
-    trained = train_variant(preset, steps, seed, recorder, progress=progress, **overrides)
+    trained = train_variant(preset, steps, seed, recorder, progress=progress, data=data, **overrides)
     init = recorded_steps(recorder)[0]
     tanh = [entry["out"] for entry in init["layers"] if "saturation" in entry["out"]]
     return {"rung": rung, "loss_step0": trained.step0_loss, "expected_step0": expected_init_loss(trained.vocab.size),
@@ -97,15 +99,15 @@ def tanh_figure(rows: list[dict]) -> plt.Figure:
     return fig
 
 
-def run(steps: int | None = None, seed: int = 42, progress: bool = False) -> ExperimentResult:
+def run(steps: int | None = None, seed: int = DEFAULT_SEED, progress: bool = False, data=None) -> ExperimentResult:
     steps = DEFAULT_STEPS if steps is None else steps
-    rows = [run_rung(rung, steps, seed, progress) for rung in RUNGS]
+    rows = [run_rung(rung, steps, seed, progress, data) for rung in RUNGS]
     columns = [Column("rung", "rung"), Column("loss_step0", "loss at step 0", "{:.3f}"),
                Column("saturation_pct", "% saturated at init", "{:.1f}"), Column("train", "train loss", "{:.4f}"),
                Column("dev", "dev loss", "{:.4f}"), Column("lecture_dev", "lecture dev (200k)", "{:.3f}"),
                Column("wall_time_s", "wall time (s)", "{:.1f}")]
     figures = {"ladder": lambda: ladder_figure(rows), "tanh-init": lambda: tanh_figure(rows)}
     table = [{k: v for k, v in r.items() if k != "tanh_init"} for r in rows]
-    return ExperimentResult(NAME, "The initialisation ladder", {"steps": steps, "seed": seed}, columns, table,
+    return ExperimentResult(NAME, "The initialisation ladder", {"steps": steps, "seed": seed, "data": data_name(data)}, columns, table,
                             findings(rows, steps), data={"tanh_init": {r["rung"]: r["tanh_init"] for r in rows}},
                             figures=figures)

@@ -61,11 +61,15 @@ def schedule_at_ends(steps: int) -> SampleSchedule:
 
 
 def train_variant(preset: str, steps: int, seed: int, recorder: Recorder | None = None, observers=(),
-                  progress: bool = False, **overrides) -> api.TrainedRun:
-    """One variant: ``preset`` with ``overrides``, the experiment's steps and seed, nothing saved."""
+                  progress: bool = False, data: str | Path | None = None, **overrides) -> api.TrainedRun:
+    """One variant: ``preset`` with ``overrides``, the experiment's data, steps and seed; nothing saved."""
     observers = ([recorder] if recorder is not None else []) + list(observers)
-    return api.train(preset=preset, steps=steps, seed=seed, eval_interval=max(steps, 1), n_samples=0,
+    return api.train(data=data, preset=preset, steps=steps, seed=seed, eval_interval=max(steps, 1), n_samples=0,
                      observers=observers, progress=progress, **overrides)
+
+
+def data_name(data: str | Path | None) -> str:
+    return "embedded names" if data is None else str(data)
 
 
 def recorded_steps(recorder: Recorder) -> dict[int, dict]:

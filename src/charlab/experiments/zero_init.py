@@ -11,10 +11,12 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
+from charlab.config import DEFAULT_SEED
 from charlab.data import build_examples
 from charlab.diagnostics.recorder import Recorder
 from charlab.experiments.layers import hidden_blocks, meta_record
-from charlab.experiments.runner import Column, ExperimentResult, recorded_steps, schedule_at_ends, train_variant
+from charlab.experiments.runner import (Column, ExperimentResult, data_name, recorded_steps, schedule_at_ends,
+                                       train_variant)
 from charlab.trainer import Observer
 
 NAME = "zero-init"
@@ -53,9 +55,10 @@ def unit_spread(weight: torch.Tensor) -> float:
     return float((weight - weight[:1]).abs().max())
 
 
-def measure(steps: int, seed: int, progress: bool) -> dict:
+def measure(steps: int, seed: int, progress: bool, data) -> dict:
     reach, recorder = GradientReach(), Recorder(schedule_at_ends(steps), probe=False)
-    trained = train_variant(PRESET, steps, seed, recorder, observers=[reach], progress=progress, init="zero")
+    trained = train_variant(PRESET, steps, seed, recorder, observers=[reach], progress=progress, data=data,
+                            init="zero")
     blocks = hidden_blocks(meta_record(recorder.records))
     last = recorded_steps(recorder)[steps - 1]
     outputs = {e["name"]: e["out"] for e in last["layers"]}
@@ -114,12 +117,12 @@ def figure(m: dict) -> plt.Figure:
     return fig
 
 
-def run(steps: int | None = None, seed: int = 42, progress: bool = False) -> ExperimentResult:
+def run(steps: int | None = None, seed: int = DEFAULT_SEED, progress: bool = False, data=None) -> ExperimentResult:
     steps = DEFAULT_STEPS if steps is None else steps
-    m = measure(steps, seed, progress)
+    m = measure(steps, seed, progress, data)
     columns = [Column("param", "parameter"), Column("ever_gradient", "ever a non-zero gradient"),
                Column("max_abs_grad", "largest gradient (abs)", "{:.2e}"), Column("moved", "largest change (abs)", "{:.2e}")]
     losses = {k: m[k] for k in ("loss_step0", "train", "dev", "unigram_entropy")}
-    return ExperimentResult(NAME, "All-zero initialisation", {"preset": PRESET, "steps": steps, "seed": seed},
+    return ExperimentResult(NAME, "All-zero initialisation", {"preset": PRESET, "steps": steps, "seed": seed, "data": data_name(data)},
                             columns, m["params"], explain(m), data={"losses": losses},
                             figures={"moved": lambda: figure(m)})
