@@ -6,7 +6,7 @@
     python benchmarks/diagnose_overhead.py --steps 5000 --repeats 3   # a quicker check
 
 The target (issue 3) is the default schedule within 5% of the plain run. The default schedule's cost
-is fixed (20 dense steps, one step in 1000, the full-pass probe at the end), so it shrinks further on
+is fixed (20 dense steps, then one step in 1000), so it shrinks further on
 longer runs; recording every step costs a roughly constant factor. Writes
 ``benchmarks/results/diagnose_overhead.json``.
 """
@@ -42,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def timed(variant: str, steps: int) -> float:
-    """Training wall time (the trainer's fit, recorder and end-of-training probe included)."""
+    """Training wall time (the trainer's fit with the recorder; the full-pass probe is `charlab diagnose`'s)."""
     run = charlab.train(preset=PRESET, steps=steps, n_samples=0, threads=THREADS, eval_interval=steps,
                         observers=VARIANTS[variant]())
     return run.wall_time_s

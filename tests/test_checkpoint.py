@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 
 import pytest
@@ -172,3 +173,17 @@ def test_signal_handlers_are_restored_after_training(tmp_path):
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     api.train(out=tmp_path, preset="mlp", steps=10, eval_interval=5, n_samples=0)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_second_signal_stops_at_once_and_handlers_are_restored(tmp_path):
+    before = signal.getsignal(signal.SIGINT)
+
+    class Twice(checkpoint.Observer):
+        def on_step_end(self, trainer, step, loss):
+            if step == 3:
+                os.kill(os.getpid(), signal.SIGINT)  # graceful: finish the step
+                os.kill(os.getpid(), signal.SIGINT)  # insisting: stop now
+
+    with pytest.raises(KeyboardInterrupt):
+        api.train(out=tmp_path, preset="mlp", steps=20, eval_interval=10, n_samples=0, observers=[Twice()])
+    assert signal.getsignal(signal.SIGINT) == before

@@ -22,7 +22,7 @@ DEEP = dict(preset="mlp", n_layers=5, n_hidden=100, norm="none", init="kaiming")
 @functools.cache
 def diagnosed(**kw) -> tuple:
     """(verdicts, records) of a short run; cached: several rules read the same run."""
-    rec = Recorder(schedule=SCHEDULE)
+    rec = Recorder(schedule=SCHEDULE, probe=True)
     charlab.train(steps=STEPS, n_samples=0, observers=[rec], schedule="constant", eval_interval=1000, **kw)
     return check(rec.records), rec.records
 
@@ -71,7 +71,7 @@ def rules_of(model, train_cfg_overrides=None, steps=STEPS) -> list:
                             **(train_cfg_overrides or {}))
     vocab, splits = prepare_data(None, cfg.seed)
     ex = {k: build_examples(splits[k], vocab, "window", 3) for k in ("train", "dev")}
-    rec = Recorder(schedule=SCHEDULE)
+    rec = Recorder(schedule=SCHEDULE, probe=True)
     Trainer(model, ex["train"], ex["dev"], cfg, [rec]).fit()
     return check(rec.records)
 

@@ -19,7 +19,7 @@ from charlab.diagnostics.schedule import SampleSchedule  # noqa: E402
 def saved(tmp_path_factory):
     """Records written by a short training, read back from disk (the model is gone)."""
     out = tmp_path_factory.mktemp("run")
-    rec = Recorder(schedule=SampleSchedule(every=5, dense=2), out=out)
+    rec = Recorder(schedule=SampleSchedule(every=5, dense=2), out=out, probe=True)
     result = charlab.train(preset="mlp-bn", steps=12, n_samples=0, observers=[rec], eval_interval=1000)
     return read_records(out / DIAGNOSTICS_FILE), result.summary()
 

@@ -32,7 +32,8 @@ class TinyNet(WindowModel):
 
 def fake_trainer(model, steps=3):
     cfg = TrainConfig(steps=steps, batch_size=8, lr=0.5, schedule="constant")
-    examples = Examples(torch.randn(16, 4, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 5, torch.arange(16))
+    x = torch.randn(16, 4, generator=torch.Generator().manual_seed(1))  # (N, 4)
+    examples = Examples(x, torch.arange(16) % 5, torch.arange(16))
     return types.SimpleNamespace(model=model, cfg=cfg, schedule=Schedule(cfg), train_examples=examples)
 
 
@@ -112,7 +113,7 @@ def test_hooks_attached_during_a_sampled_step_only():
 
 
 def test_recorder_with_charlab_train_records_the_mlp_in_memory_and_probe():
-    rec = Recorder(schedule=SampleSchedule(every=10, dense=2))
+    rec = Recorder(schedule=SampleSchedule(every=10, dense=2), probe=True)
     result = charlab.train(preset="mlp-bn", steps=21, n_samples=0, observers=[rec], eval_interval=1000)
     assert [r["step"] for r in rec.steps()] == [0, 1, 10, 20]
     assert all_hooks_gone(result.model)

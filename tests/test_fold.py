@@ -140,6 +140,8 @@ def test_fold_command_makes_an_ordinary_run(deep_bn, tmp_path, capsys):
         cli_json(capsys, ["eval", str(deep_bn), "--json"]), rel=FLOAT32_RTOL)
     flags = ["-n", "30", "--seed", "7", "--json"]
     assert cli_json(capsys, ["sample", str(out), *flags]) == cli_json(capsys, ["sample", str(deep_bn), *flags])
+    assert main(["diagnose", str(out), "--steps", "2", "--json"]) == 0
+    assert isinstance(json.loads(capsys.readouterr().out), list)
 
 
 def test_fold_command_refusals(deep_bn, tmp_path, capsys):

@@ -23,6 +23,7 @@ from charlab.diagnostics.schedule import EVERY_STEP
 from charlab.models import build_model
 from charlab.models.registry import load_all
 from charlab.rnn_cells import LSTMCell, RNNCell
+from charlab.rundir import load_run, save_run
 from charlab.sample import sample_texts
 from charlab.splits import MAKEMORE_SEED, make_splits, makemore_split
 from charlab.trainer import Trainer
@@ -162,6 +163,21 @@ def test_diagnostics_recorder_attaches(name, tiny):
     assert {layer["name"] for layer in steps[0]["layers"]} == {n for n, _ in leaf_layers(model)}
     assert {p["name"] for p in steps[0]["params"] if "grad" in p} == {n for n, _ in model.named_parameters()}
     assert all(not m._forward_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_run_directory_rebuilds_the_model(name, tiny, tmp_path):
+    """Saved weights and config rebuild a model that gives the same logits (no code executed)."""
+    vocab, splits = tiny
+    model, cfg = small_model(name, vocab)
+    ex = build_examples(TINY_ITEMS, vocab, model.example_kind, cfg.block_size)
+    if not model.trained_by_gradient:
+        model.fit_counts(ex)
+    save_run(tmp_path, cfg, TrainConfig(), vocab, splits, model)
+    loaded = load_run(tmp_path).model
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ex.x)[0], model(ex.x)[0])
 
 
 SEQUENCE_MODELS = [n for n in MODEL_NAMES if n in {"rnn", "gru", "lstm", "bow", "transformer"}]

@@ -155,6 +155,7 @@ def test_sigterm_then_sigkill_at_random_moments_then_exact_resume(tmp_path, name
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "stopped by SIGTERM" in err and "--resume" in err and "Traceback" not in err
     steps_seen = [load_checkpoint(ckpt)["train_state"]["step"]]
+    killed = 0
     for _ in range(KILLS):
         proc = start_training(["--resume", str(run)])
         if not wait_for_new_checkpoint(proc, ckpt, ckpt.stat().st_mtime):
@@ -162,12 +163,13 @@ def test_sigterm_then_sigkill_at_random_moments_then_exact_resume(tmp_path, name
         time.sleep(rng.uniform(*KILL_DELAY_S))
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=WAIT_S)
+        killed += proc.returncode == -signal.SIGKILL
         sd = load_checkpoint(ckpt)  # loadable whatever the moment of the kill
         read_run_meta(run)
         steps_seen.append(sd["train_state"]["step"])
         assert len(sd["train_state"]["losses"]) == sd["train_state"]["step"]
     api.resume(run, n_samples=0)
-    assert steps_seen == sorted(steps_seen)
+    assert killed >= 1 and steps_seen == sorted(steps_seen)
     straight = api.train(data=data, out=tmp_path / "straight", preset="mlp", steps=KILL_STEPS, eval_interval=100,
                          n_samples=0)
     assert train_losses(run) == train_losses(tmp_path / "straight")

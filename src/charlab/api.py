@@ -150,6 +150,7 @@ def resume(run: str | Path, steps: int | None = None, observers: list[Observer] 
                            f"pass --steps {done} or more")
     device = devices.resolve(train_cfg.device)
     model = build_model(model_cfg).to(device)  # the weights come from the checkpoint
+    checkpoint.check_fits(model, sd, path)
     examples = {k: devices.to_device(build_examples(splits[k], vocab, model.example_kind, model_cfg.block_size),
                                      device) for k in SPLITS}
     bar = ProgressBar(vocab.size, enabled=progress)

@@ -114,15 +114,20 @@ def load_checkpoint(path: str | Path) -> dict:
                            "resume from best.safetensors or re-create the run") from None
 
 
-def restore(trainer, sd: dict, path: Path) -> None:
-    """Load a decoded checkpoint into ``trainer``, refusing one that does not fit its model."""
-    expected = trainer.model.state_dict()
+def check_fits(model: torch.nn.Module, sd: dict, path: Path) -> None:
+    """Refuse a checkpoint whose tensors do not have the model's names and shapes."""
+    expected = model.state_dict()
     for name, weights in (("weights", sd["model"]), ("best weights", sd["best_weights"])):
         mismatch = sorted(set(expected) ^ set(weights)) or [
             k for k in expected if tuple(expected[k].shape) != tuple(weights[k].shape)]
         if mismatch:
             raise CharlabError(f"{path}: the {name} do not match the run's config and vocabulary "
                                f"(e.g. {mismatch[0]}); the run directory is inconsistent")
+
+
+def restore(trainer, sd: dict, path: Path) -> None:
+    """Load a decoded checkpoint into ``trainer``, refusing one that does not fit its model."""
+    check_fits(trainer.model, sd, path)
     try:
         trainer.load_state_dict(sd)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:

@@ -100,7 +100,8 @@ def rule_loss_at_init(r: Records) -> list[Verdict]:
 def rule_saturation(r: Records) -> list[Verdict]:
     return [graded("saturation", name, r.layer_mean(name, lambda e: e["out"].get("saturation")),
                    SATURATION_WARN, SATURATION_FAIL,
-                   "too many tanh outputs sit at ±1, where the local gradient 1 - t² is ~0: pre-activations too large",
+                   "too many tanh outputs sit at ±1, where the local gradient 1 - t² is ~0: "
+                   "the pre-activations are too large",
                    "shrink the weights feeding this layer (kaiming init: gain / sqrt(fan_in)) or add BatchNorm "
                    "before the tanh (--init kaiming, --norm batchnorm)")
             for name in r.bounded() if r.layer_mean(name, lambda e: e["out"].get("saturation")) is not None]

@@ -13,7 +13,7 @@ Records are plain dicts (``rec.records``), also written as JSON lines to ``out/d
 - ``{"kind": "step", "step", "lr", "loss", "layers": [...], "params": [...]}`` per sampled step, the
   layers in the order they ran;
 - ``{"kind": "init", "loss", "expected"}``: the loss at step 0 against -ln(1/V);
-- ``{"kind": "probe", ...}``: the full-pass quantities of ``probe.py`` at the end of training.
+- ``{"kind": "probe", ...}``: the full-pass quantities of ``probe.py`` (with ``probe=True``).
 """
 
 from __future__ import annotations
@@ -116,11 +116,12 @@ def to_host(tree):
 class Recorder(Observer):
     """Records diagnostics on sampled steps; ``records`` holds them in memory, ``out`` (a run
     directory) also gets them as JSON lines. ``init_loss`` says whether step 0 is the model's
-    initialisation (False when probing trained weights). ``probe`` runs the full-pass quantities
-    over the training set at the end of training."""
+    initialisation (False when probing trained weights). ``probe=True`` also runs the full-pass
+    quantities (``probe.py``) over the training set at the end of training: one pass, a fixed cost that
+    ``charlab train --diagnose`` leaves to ``charlab diagnose``."""
 
     def __init__(self, schedule: SampleSchedule = DEFAULT_SCHEDULE, out: str | Path | None = None,
-                 probe: bool = True, init_loss: bool = True):
+                 probe: bool = False, init_loss: bool = True):
         self.schedule = schedule
         self.path = Path(out) / DIAGNOSTICS_FILE if out is not None else None
         self.probe = probe
@@ -231,4 +232,5 @@ class Recorder(Observer):
     def on_train_end(self, trainer) -> None:
         self._remove_handles()
         if self.probe:
-            self.emit(full_pass(unwrap_view(trainer.model), trainer.train_examples, trainer.cfg.batch_size, trainer.cfg.seed))
+            cfg = trainer.cfg
+            self.emit(full_pass(unwrap_view(trainer.model), trainer.train_examples, cfg.batch_size, cfg.seed))

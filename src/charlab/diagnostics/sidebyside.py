@@ -11,7 +11,8 @@ def labels(view: Records) -> dict[str, str]:
     """Names that line up across runs whose layer indices differ (a BatchNorm shifts them):
     ``Tanh#1``, ``weight#2``, ``BatchNorm1d#1``, each with the run's own name in brackets."""
     out = {}
-    groups = [view.bounded(), view.weights_2d(), [n for n in view.layer_order() if view.info.get(n, {}).get("batchnorm")]]
+    norms = [n for n in view.layer_order() if view.info.get(n, {}).get("batchnorm")]
+    groups = [view.bounded(), view.weights_2d(), norms]
     for group, kind in zip(groups, ("type", "weight", "type")):
         for i, name in enumerate(group, 1):
             base = view.info.get(name, {}).get("type", "layer") if kind == "type" else "weight"

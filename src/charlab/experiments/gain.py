@@ -27,8 +27,6 @@ DEFAULT_STEPS = 1000  # the lecture's "after 1000 steps" look at the deep net
 GAINS = {"0.5": 0.5, "1": 1.0, "5/3": 5 / 3, "3": 3.0}  # label -> gain; 5/3 is tanh's kaiming gain
 NORMS = ("none", "batchnorm")
 ACTIVATIONS = ("tanh", "none")
-STATS = {"act_std": "activation std", "saturation_pct": "% saturated", "grad_std": "gradient std",
-         "grad_data": "grad:data"}
 
 
 def run_variant(norm: str, activation: str, gain: float, steps: int, seed: int, progress: bool, data) -> dict:

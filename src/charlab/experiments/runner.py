@@ -10,7 +10,6 @@ computed from the measurements, extra data for the JSON, and figures. ``write_ou
 from __future__ import annotations
 
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,8 +50,19 @@ class ExperimentResult:
     written: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"experiment": self.name, "title": self.title, "settings": self.settings, "rows": self.rows,
-                "findings": self.findings, "data": self.data, "files": self.written}
+        """Plain JSON values: NaN and infinity (a diverged variant) become null, tuple keys strings."""
+        return json_safe({"experiment": self.name, "title": self.title, "settings": self.settings,
+                          "rows": self.rows, "findings": self.findings, "data": self.data, "files": self.written})
+
+
+def json_safe(node):
+    if isinstance(node, dict):
+        return {str(k): json_safe(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [json_safe(v) for v in node]
+    if isinstance(node, float) and not math.isfinite(node):
+        return None
+    return node
 
 
 def schedule_at_ends(steps: int) -> SampleSchedule:
@@ -129,5 +139,5 @@ def write_outputs(result: ExperimentResult, out: str | Path) -> list[Path]:
     paths += [out / f"{result.name}.md", out / f"{result.name}.json"]
     result.written = [str(p) for p in paths]
     atomic_write_bytes(paths[-2], markdown(result).encode("utf-8"))
-    atomic_write_json(paths[-1], json.loads(json.dumps(result.to_json(), default=float)))
+    atomic_write_json(paths[-1], result.to_json())
     return paths

@@ -29,7 +29,7 @@ class BigramCounts(WindowModel):
         smoothed = self.counts + self.smoothing  # (V, V)
         totals = smoothed.sum(1, keepdim=True)  # (V, 1)
         uniform = torch.full_like(smoothed, 1.0 / self.vocab_size)  # (V, V)
-        probs = torch.where(totals > 0, smoothed / totals.clamp(min=1e-30), uniform)  # (V, V)
+        probs = torch.where(totals > 0, smoothed / totals, uniform)  # (V, V); 0/0 rows take uniform
         self.log_probs.copy_(probs.log())
 
     @torch.no_grad()

@@ -1,0 +1,18 @@
+"""Print the speed table and write benchmarks/results/speed.json (the same as `charlab bench`).
+
+    nice -n 10 python benchmarks/run.py            # ~5 minutes on a 2-core machine
+    python benchmarks/run.py --only sampling fold  # some rows
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from charlab.cli import main
+
+RESULTS = Path(__file__).resolve().parent / "results" / "speed.json"
+REFERENCE = Path(__file__).resolve().parent / "reference.py"
+
+if __name__ == "__main__":
+    sys.exit(main(["bench", "--out", str(RESULTS), "--reference", str(REFERENCE), *sys.argv[1:]]))
