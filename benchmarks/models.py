@@ -49,6 +49,7 @@ def run_preset(preset: str, scale: float) -> dict:
         row[split] = {"wall_s": result.wall_time_s, **result.losses}
         print(f"{preset} [{split}]: {result.losses} in {result.wall_time_s:.0f} s", file=sys.stderr,
               flush=True)
+    print("row " + json.dumps(row), file=sys.stderr, flush=True)  # kept even if a later preset is cut off
     return row
 
 

@@ -187,6 +187,7 @@ BAD_FLAGS = {
     "block-zero": (["--block-size", "0"], r"--block-size must be at least 1"),
     "steps-negative": (["--steps", "-1"], r"--steps must not be negative"),
     "steps-not-a-number": (["--steps", "many"], r"--steps.*invalid int"),
+    "batch-one-with-batchnorm": (["--batch-size", "1"], r"--batch-size must be at least 2 with BatchNorm"),
 }
 
 
@@ -260,3 +261,22 @@ def test_train_text_mode_prints_init_loss_losses_and_samples(capsys, tmp_path):
     assert re.search(r"loss at step 0: 3\.\d{4} \(expected -ln\(1/27\) = 3\.2958\)", proc.stdout)
     assert re.search(r"train \d\.\d{4}\s+dev \d\.\d{4}\s+test \d\.\d{4}", proc.stdout)
     assert len([line for line in proc.stdout.splitlines() if line.startswith("  ")]) == 3
+
+
+def strict_json(text: str):
+    """Parse as standard JSON: NaN and Infinity are not JSON (``json.loads`` would accept them)."""
+    def reject(constant):
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=reject)
+
+
+def test_json_is_strict_when_a_split_is_empty(write_words, capsys, tmp_path):
+    """Two items give an empty dev split: its loss is reported as null, never as NaN."""
+    out = tmp_path / "run"
+    proc = run_main(capsys, "train", "--data", write_words(["ab", "cd"]), "--out", out, "--steps", 5,
+                    "--samples", 1, "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = strict_json(proc.stdout)
+    assert summary["losses"]["dev"] is None and summary["losses"]["train"] > 0
+    losses = strict_json(run_main(capsys, "eval", out, "--json").stdout)
+    assert losses["dev"] is None and losses["test"] > 0

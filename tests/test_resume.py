@@ -31,6 +31,7 @@ CONFIGS = {  # the lecture's SGD with BatchNorm buffers; AdamW state, plateau sc
     "mlp-bn-sgd": dict(preset="mlp-bn"),
     "mlp-adamw-plateau": dict(preset="mlp", optimizer="adamw", lr=0.01, schedule="plateau", patience=1,
                               grad_clip=1.0, checkpoint_interval=40),
+    "mlp-bn-eager-fast-path": dict(preset="mlp-bn", fast_path="eager"),
 }
 KILL_STEPS = 2000  # long enough to be killed mid-run, short enough for the < 40 s budget
 KILL_ITEMS = 300  # a small word list: a subprocess spends its time training, not preparing data

@@ -5,8 +5,8 @@ A checkpoint is ONE safetensors file, so it is replaced in one rename (temporary
 everything ``Trainer.state_dict`` returns, stored without pickle:
 
 - tensors: ``model.*`` (weights and buffers), ``best.*`` (the best-dev weights so far),
-  ``optim.<param>.<name>`` (optimizer state tensors), ``batch_rng`` and ``torch_rng`` (generator
-  states), ``losses`` (float64, one per step so far: float32 values kept exactly);
+  ``optim.<param>.<name>`` (optimizer state tensors), ``batch_rng``, ``torch_rng`` and, with CUDA,
+  ``cuda_rng`` (generator states), ``losses`` (float64, one per step so far: float32 values kept exactly);
 - metadata ``state``: JSON with the step, schedule state, evaluations, best dev loss and step,
   optimizer param groups and scalar state; ``format_version``; ``sha256`` of the tensors.
 
@@ -25,7 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as serialize
 
 from charlab.errors import CharlabError
-from charlab.guards import NonFiniteGuard, all_finite
+from charlab.guards import NonFiniteGuard, all_finite, weights_are_current
 from charlab.integrity import DIGEST_KEY, check_digest, read_head, refuse_pickle, tensor_digest
 from charlab.rundir import METRICS, atomic_write_bytes, read_metrics
 from charlab.signals import graceful_stop
@@ -48,6 +48,8 @@ def encode(sd: dict) -> bytes:
     tensors = {f"model.{k}": v for k, v in sd["model"].items()}
     tensors.update({f"best.{k}": v for k, v in sd["best_weights"].items()})
     tensors["batch_rng"], tensors["torch_rng"] = sd["batch_rng"], sd["torch_rng"]
+    if sd.get("cuda_rng") is not None:
+        tensors["cuda_rng"] = sd["cuda_rng"]
     train_state = dict(sd["train_state"])
     tensors["losses"] = torch.tensor(train_state.pop("losses"), dtype=torch.float64)  # (step,)
     optimizer = None
@@ -85,7 +87,7 @@ def decode(tensors: dict[str, torch.Tensor], doc: dict) -> dict:
     train_state = {**doc["train_state"], "losses": tensors["losses"].tolist()}
     return {"model": prefixed("model."), "best_weights": prefixed("best."), "optimizer": optimizer,
             "schedule": doc["schedule"], "batch_rng": tensors["batch_rng"], "torch_rng": tensors["torch_rng"],
-            "train_state": train_state}
+            "cuda_rng": tensors.get("cuda_rng"), "train_state": train_state}
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -151,6 +153,7 @@ class Checkpointer(Observer):
         self.losses: list[float] = []
         self.pending: list[torch.Tensor] = []  # per-step losses since the last save, on the device
         self.saved_step: int | None = None  # step of the last checkpoint written
+        self.due = False  # a checkpoint_interval save is due at the next step whose weights are current
 
     def on_train_start(self, trainer) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -165,9 +168,12 @@ class Checkpointer(Observer):
     def on_step_end(self, trainer, step: int, loss: torch.Tensor) -> None:
         self.pending.append(loss)
         done, cfg = trainer.state.step, trainer.cfg
+        self.due = self.due or bool(cfg.checkpoint_interval and done % cfg.checkpoint_interval == 0)
         evaluates_next = done % cfg.eval_interval == 0 or done >= cfg.steps  # on_eval saves then
-        if cfg.checkpoint_interval and done % cfg.checkpoint_interval == 0 and not evaluates_next:
-            self.save(trainer, best=False)
+        if self.due and weights_are_current(trainer):
+            self.due = False
+            if not evaluates_next:
+                self.save(trainer, best=False)
 
     def on_eval(self, trainer, step: int, losses: dict) -> None:
         self.save(trainer, best=trainer.state.best_step == step)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 
 from charlab.config import ModelConfig, TrainConfig
@@ -28,9 +29,20 @@ def config_overrides(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
+def finite_or_null(doc):
+    """``doc`` with NaN and infinities as ``None``: they are not JSON (an empty split's loss is NaN)."""
+    if isinstance(doc, float):
+        return doc if math.isfinite(doc) else None
+    if isinstance(doc, dict):
+        return {k: finite_or_null(v) for k, v in doc.items()}
+    if isinstance(doc, (list, tuple)):
+        return [finite_or_null(v) for v in doc]
+    return doc
+
+
 def print_json(doc) -> None:
-    """The one JSON document a ``--json`` command prints on stdout."""
-    json.dump(doc, sys.stdout, indent=1, ensure_ascii=False)
+    """The one JSON document a ``--json`` command prints on stdout (strict JSON: no NaN)."""
+    json.dump(finite_or_null(doc), sys.stdout, indent=1, ensure_ascii=False, allow_nan=False)
     sys.stdout.write("\n")
 
 

@@ -150,5 +150,8 @@ def validate(model: ModelConfig, train: TrainConfig) -> None:
         raise CharlabError(f"--bn-momentum must be in (0, 1], got {model.bn_momentum}")
     if not model.bn_eps > 0:
         raise CharlabError(f"--bn-eps must be positive, got {model.bn_eps}")
+    if model.norm == "batchnorm" and train.batch_size < 2:
+        raise CharlabError(f"--batch-size must be at least 2 with BatchNorm (it normalises over the batch), "
+                           f"got {train.batch_size}; or pass --norm none")
     if not 0 <= model.dropout < 1:
         raise CharlabError(f"--dropout must be in [0, 1), got {model.dropout}")

@@ -28,6 +28,18 @@ CHECK_EVERY = 100  # steps between checks: one host read per 100 steps, at most 
 NONFINITE_EXIT = 3  # exit status of a run stopped by a non-finite loss (2 is bad input)
 
 
+def weights_are_current(trainer) -> bool:
+    """True when the model holds the weights after ``state.step`` steps. The compiled fast path
+    (``trainer.fast``, ``--fast-path compile``) runs a chunk of steps, then emits ``on_step_end``
+    for each with the chunk's last weights: only the chunk's last step is current. A chunk ends at a
+    multiple of ``fast.unroll``, at an evaluation or at the end (``Trainer._compiled_chunk``)."""
+    fast = getattr(trainer, "fast", None)
+    if fast is None or getattr(fast, "compiled", None) is None:
+        return True
+    done, cfg = trainer.state.step, trainer.cfg
+    return done % fast.unroll == 0 or done % cfg.eval_interval == 0 or done >= cfg.steps
+
+
 def all_finite(tensors) -> bool:
     """True when every floating-point tensor is free of NaN and Inf (one host read)."""
     flags = [torch.isfinite(t).all() for t in tensors if t.is_floating_point()]
@@ -105,6 +117,7 @@ class NonFiniteGuard(Observer):
         self.check_every = check_every
         self.pending: list[torch.Tensor] = []
         self.good: GoodState | None = None
+        self.due = False  # a check is due at the next step whose weights are current
 
     def on_train_start(self, trainer) -> None:
         self.pending = []
@@ -113,7 +126,9 @@ class NonFiniteGuard(Observer):
     def on_step_end(self, trainer, step: int, loss: torch.Tensor) -> None:
         self.pending.append(loss)
         done, cfg = trainer.state.step, trainer.cfg
-        if done % self.check_every == 0 or done % cfg.eval_interval == 0 or done >= cfg.steps:
+        self.due = self.due or done % self.check_every == 0 or done % cfg.eval_interval == 0 or done >= cfg.steps
+        if self.due and weights_are_current(trainer):
+            self.due = False
             self.check(trainer)
 
     def on_train_end(self, trainer) -> None:

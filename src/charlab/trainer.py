@@ -101,6 +101,7 @@ class Trainer:
                 "schedule": self.schedule.state_dict(),
                 "batch_rng": self.generator.get_state(),  # (n,) uint8
                 "torch_rng": torch.get_rng_state(),  # (n,) uint8: the global stream (dropout)
+                "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
                 "train_state": asdict(self.state),
                 "best_weights": {k: v.clone() for k, v in self.best_weights.items()}}
 
@@ -112,6 +113,8 @@ class Trainer:
         self.schedule.load_state_dict(sd["schedule"])
         self.generator.set_state(sd["batch_rng"])
         torch.set_rng_state(sd["torch_rng"])
+        if sd.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(sd["cuda_rng"])
         ts = sd["train_state"]
         self.state = TrainState(step=int(ts["step"]), losses=[float(x) for x in ts["losses"]],
                                 evals=[EvalRecord(**e) for e in ts["evals"]], best_dev=float(ts["best_dev"]),
