@@ -152,19 +152,29 @@ def bench_fold(run, repeats: int) -> dict:
             "dev_unfolded": split_loss(run.model, dev), "dev_folded": loss, "rows": len(dev)}
 
 
-def measure_data(path: str, block_size: int = 3) -> dict:
-    """In a fresh process: read, split and build window examples; then one evaluation epoch."""
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes: VmHWM (Linux), else ru_maxrss. ru_maxrss alone
+    would not do: Linux carries the parent's high-water mark across fork and exec."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024  # kB
     import resource
 
-    kib = 1024  # ru_maxrss is in KiB on Linux
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def measure_data(path: str, block_size: int = 3) -> dict:
+    """In a fresh process: read, split and build window examples; then one evaluation epoch."""
+    before = peak_rss()
     start = time.perf_counter()
     items = read_items(path)
     vocab = Vocab.from_items(items)
     splits = split_items(items, SEED)
     examples = {k: build_examples(splits[k], vocab, "window", block_size) for k in SPLITS}
     build_s = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib
+    peak = peak_rss()
     model_cfg, _ = resolve_config("mlp-bn")
     model_cfg.vocab_size = vocab.size
     model = build_model(model_cfg, torch.Generator().manual_seed(SEED))

@@ -48,6 +48,8 @@ def read_items(path: str | Path | None) -> list[str]:
         raise CharlabError(
             f"data file {path} is not valid UTF-8 (byte {err.start}); re-encode it as UTF-8"
         ) from None
+    except OSError as err:
+        raise CharlabError(f"data file {path} cannot be read ({err.strerror}); check its permissions") from None
     text = text.removeprefix("\ufeff")
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # not splitlines(): U+2028 is a char
     items = [line.strip() for line in lines]

@@ -13,9 +13,10 @@ import torch
 
 from charlab.data import BOUNDARY_ID
 from charlab.devices import model_device
-from charlab.evaluate import EVAL_CHUNK, eval_mode
+from charlab.evaluate import eval_mode
 
 TABLE_MAX_ROWS = 1 << 18  # windows; 262,144 x 27 float32 logits is 28 MB, built in well under a second
+TABLE_CHUNK = 2048  # windows per forward pass: a (2048, 200) activation stays in the CPU's L2 cache
 ROWS_PER_SAMPLE = 8  # a name costs the direct sampler ~8 forward rows (7 characters and the end)
 
 
@@ -49,13 +50,23 @@ class LogitTable:
         device = model_device(model)
         parts = []
         with eval_mode(model):
-            for start in range(0, windows.shape[0], EVAL_CHUNK):
-                chunk = windows[start:start + EVAL_CHUNK].to(device)  # (r, T)
+            for start in range(0, windows.shape[0], TABLE_CHUNK):
+                chunk = windows[start:start + TABLE_CHUNK].to(device)  # (r, T)
                 parts.append(model.logits(chunk).float().cpu())  # (r, V)
         self.logits = torch.cat(parts)  # (R, V)
+        self.cdf: torch.Tensor | None = None  # set by the sampler: transformed(...) for its settings
 
-    def __call__(self, context: torch.Tensor) -> torch.Tensor:
+    def rows(self, context: torch.Tensor) -> torch.Tensor:
+        """The table row of each context's last window. (n,)"""
         batch = context.shape[0]
         pad = torch.full((batch, self.block_size), BOUNDARY_ID, dtype=torch.long)  # (n, T)
         window = torch.cat([pad, context], dim=1)[:, -self.block_size:]  # (n, T)
-        return self.logits[(window * self.powers).sum(1)]  # (n, V)
+        return (window * self.powers).sum(1)  # (n,)
+
+    def __call__(self, context: torch.Tensor) -> torch.Tensor:
+        return self.logits[self.rows(context)]  # (n, V)
+
+    def transformed(self, transform) -> torch.Tensor:
+        """``transform(logits)`` of every window at once (the sampler's temperature, top-k, softmax
+        and cumulative sum act row by row, so the rows come out as they would one batch at a time)."""
+        return transform(self.logits)  # (R, V)

@@ -48,7 +48,8 @@ def _layer_distribution(records: list[dict], step: int | None, key: str, title: 
             label += f", saturated {100 * s['saturation']:.1f}%"
         _hist_line(ax, s, label)
     ax.set_title(f"{title} (step {record['step']})")
-    ax.legend(fontsize="small")
+    if ax.lines:
+        ax.legend(fontsize="small")
     return fig
 
 
@@ -73,7 +74,8 @@ def plot_weight_gradients(records: list[dict], step: int | None = None) -> Figur
             _hist_line(ax, p["grad"], f"{p['name']} {tuple(p['shape'])}: std {p['grad']['std']:.2e}, "
                                       f"grad:data {p['grad_data']:.2e}")
     ax.set_title(f"weight gradient distribution (step {record['step']})")
-    ax.legend(fontsize="small")
+    if ax.lines:
+        ax.legend(fontsize="small")
     return fig
 
 
@@ -91,7 +93,8 @@ def plot_update_ratio(records: list[dict]) -> Figure:
     ax.set_xlabel("step")
     ax.set_ylabel("log10(update std / data std)")
     ax.set_title("update:data ratio")
-    ax.legend(fontsize="small")
+    if ax.lines:
+        ax.legend(fontsize="small")
     return fig
 
 
