@@ -150,7 +150,7 @@ def test_diagnostics_recorder_attaches(name, tiny):
     vocab, _ = tiny
     model, cfg = small_model(name, vocab)
     ex = build_examples(TINY_ITEMS, vocab, model.example_kind, cfg.block_size)
-    recorder = Recorder(schedule=EVERY_STEP)
+    recorder = Recorder(schedule=EVERY_STEP, probe=True)
     train_cfg = TrainConfig(steps=2, batch_size=len(ex), optimizer="adamw", lr=1e-3, eval_interval=10)
     Trainer(model, ex, ex, train_cfg, [recorder]).fit()
     kinds = [r["kind"] for r in recorder.records]
