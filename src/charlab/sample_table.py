@@ -63,6 +63,10 @@ class LogitTable:
         window = torch.cat([pad, context], dim=1)[:, -self.block_size:]  # (n, T)
         return (window * self.powers).sum(1)  # (n,)
 
+    def advance(self, rows: torch.Tensor, nxt: torch.Tensor) -> torch.Tensor:
+        """The row of each window after appending ``nxt``: drop the oldest id, shift, add. (n,)"""
+        return (rows * self.vocab_size + nxt) % self.vocab_size ** self.block_size  # (n,)
+
     def __call__(self, context: torch.Tensor) -> torch.Tensor:
         return self.logits[self.rows(context)]  # (n, V)
 
