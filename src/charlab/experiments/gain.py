@@ -113,9 +113,10 @@ def run(steps: int | None = None, seed: int = DEFAULT_SEED, progress: bool = Fal
                Column("saturation_pct", "% saturated by layer", "{:.1f}"),
                Column("grad_std", "gradient std by layer", "{:.1e}"),
                Column("grad_data", "grad:data by layer", "{:.1e}"), Column("dev", "dev loss", "{:.4f}")]
+    saturated = f"% saturated (|t| > {SATURATION_THRESHOLD})"
     figures = {
         "activations": lambda: per_layer_figure(results, "act_std", "activation std"),
-        "saturation": lambda: per_layer_figure(results, "saturation_pct", f"% saturated (|t| > {SATURATION_THRESHOLD})", ("tanh",)),
+        "saturation": lambda: per_layer_figure(results, "saturation_pct", saturated, ("tanh",)),
         "gradients": lambda: per_layer_figure(results, "grad_std", "gradient std"),
         "grad-data": lambda: per_layer_figure(results, "grad_data", "grad:data"),
     }

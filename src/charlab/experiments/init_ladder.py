@@ -108,6 +108,7 @@ def run(steps: int | None = None, seed: int = DEFAULT_SEED, progress: bool = Fal
                Column("wall_time_s", "wall time (s)", "{:.1f}")]
     figures = {"ladder": lambda: ladder_figure(rows), "tanh-init": lambda: tanh_figure(rows)}
     table = [{k: v for k, v in r.items() if k != "tanh_init"} for r in rows]
-    return ExperimentResult(NAME, "The initialisation ladder", {"steps": steps, "seed": seed, "data": data_name(data)}, columns, table,
-                            findings(rows, steps), data={"tanh_init": {r["rung"]: r["tanh_init"] for r in rows}},
+    settings = {"steps": steps, "seed": seed, "data": data_name(data)}
+    return ExperimentResult(NAME, "The initialisation ladder", settings, columns, table, findings(rows, steps),
+                            data={"tanh_init": {r["rung"]: r["tanh_init"] for r in rows}},
                             figures=figures)

@@ -104,7 +104,7 @@ def run(steps: int | None = None, seed: int = DEFAULT_SEED, progress: bool = Fal
                Column("median_log10", "median", "{:.2f}"), Column("dev", "dev loss", "{:.4f}"),
                Column("recommended", "recommended"), Column("diverged", "diverged")]
     table = [{k: v for k, v in r.items() if k != "series"} for r in rows]
-    return ExperimentResult(NAME, "Learning rate by update:data", {"preset": PRESET, "steps": steps, "seed": seed, "data": data_name(data)},
-                            columns, table, findings, data={"recommended_lr": best["lr"],
-                                                            "series": {r["lr"]: r["series"] for r in rows}},
+    settings = {"preset": PRESET, "steps": steps, "seed": seed, "data": data_name(data)}
+    return ExperimentResult(NAME, "Learning rate by update:data", settings, columns, table, findings,
+                            data={"recommended_lr": best["lr"], "series": {r["lr"]: r["series"] for r in rows}},
                             figures={"update-data": lambda: ratio_figure(rows, best)})

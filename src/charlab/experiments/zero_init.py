@@ -121,8 +121,9 @@ def run(steps: int | None = None, seed: int = DEFAULT_SEED, progress: bool = Fal
     steps = DEFAULT_STEPS if steps is None else steps
     m = measure(steps, seed, progress, data)
     columns = [Column("param", "parameter"), Column("ever_gradient", "ever a non-zero gradient"),
-               Column("max_abs_grad", "largest gradient (abs)", "{:.2e}"), Column("moved", "largest change (abs)", "{:.2e}")]
+               Column("max_abs_grad", "largest gradient (abs)", "{:.2e}"),
+               Column("moved", "largest change (abs)", "{:.2e}")]
     losses = {k: m[k] for k in ("loss_step0", "train", "dev", "unigram_entropy")}
-    return ExperimentResult(NAME, "All-zero initialisation", {"preset": PRESET, "steps": steps, "seed": seed, "data": data_name(data)},
-                            columns, m["params"], explain(m), data={"losses": losses},
-                            figures={"moved": lambda: figure(m)})
+    settings = {"preset": PRESET, "steps": steps, "seed": seed, "data": data_name(data)}
+    return ExperimentResult(NAME, "All-zero initialisation", settings, columns, m["params"], explain(m),
+                            data={"losses": losses}, figures={"moved": lambda: figure(m)})
