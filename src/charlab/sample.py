@@ -27,9 +27,9 @@ def sample_tensor(model, n: int, generator: torch.Generator, temperature: float 
                   ) -> torch.Tensor:
     """``n`` samples as one (n, L) id tensor, boundary after each end. A window model with a small
     context space reads its logits from a table of every window (``sample_table.py``)."""
-    table = LogitTable(model) if worth_a_table(model, n) else None
-    if table is not None:  # every window's cumulative distribution, once for all chunks
-        table.cdf = table.transformed(lambda logits: cumulative_probs(logits, temperature, top_k))  # (R, V)
+    table = None
+    if worth_a_table(model, n):  # cumulative distributions per window, shared by all chunks
+        table = LogitTable(model, lambda logits: cumulative_probs(logits, temperature, top_k))
     chunks = [_sample_chunk(model, min(SAMPLE_CHUNK, n - start), generator, temperature, top_k,
                             list(prefix), max_len, table) for start in range(0, n, SAMPLE_CHUNK)]
     width = max(c.shape[1] for c in chunks)
@@ -65,7 +65,7 @@ def _sample_chunk(model, n, generator, temperature, top_k, prefix, max_len, tabl
     with eval_mode(model):
         while t < limit and live.numel():
             if table is not None:
-                cdf = table.cdf[row]  # (a, V)
+                cdf = table.lookup(row)  # (a, V)
             else:
                 logits = model.next_token_logits(ctx[live, :t].to(device)).float().cpu()  # (a, V)
                 cdf = cumulative_probs(logits, temperature, top_k)  # (a, V)
@@ -100,5 +100,15 @@ def sample_texts(model, vocab: Vocab, splits: dict[str, list[str]], n: int, seed
         raise CharlabError(f"--top-k must be at least 1, got {top_k}")
     generator = torch.Generator().manual_seed(seed)
     ids = sample_tensor(model, n, generator, temperature, top_k, vocab.encode(prefix))  # (n, L)
-    where = {item: name for name in ("test", "dev", "train") for item in splits.get(name, [])}  # train wins
-    return [{"text": t, "novelty": where.get(t, "new")} for t in decode_rows(vocab, ids)]
+    members = split_sets(splits)
+    return [{"text": t, "novelty": novelty(t, members)} for t in decode_rows(vocab, ids)]
+
+
+def split_sets(splits: dict[str, list[str]]) -> list[tuple[str, set]]:
+    """Each split's items as a set, train first (an item in two splits is labelled by the first)."""
+    return [(name, set(splits.get(name, ()))) for name in ("train", "dev", "test")]
+
+
+def novelty(text: str, members: list[tuple[str, set]]) -> str:
+    """"train", "dev" or "test" if ``text`` is an item of that split, else "new"."""
+    return next((name for name, items in members if text in items), "new")

@@ -1,9 +1,9 @@
 """Sampling by lookup for windowed models.
 
 A window model sees only the last ``block_size`` ids, so its context space is finite:
-``vocab_size ** block_size`` windows (27**3 = 19,683 for names). One forward pass over every window
-gives a table of next-character logits, and each sampling step becomes an index into that table
-instead of a forward pass. The draws are the direct sampler's (same logits, same generator calls),
+``vocab_size ** block_size`` windows (27**3 = 19,683 for names). A table of next-character
+distributions per window, filled the first time a window is reached, turns each sampling step into
+an index into that table instead of a forward pass over every live sample. The draws are the direct sampler's (same logits, same generator calls),
 so a seed gives the same samples either way.
 """
 
@@ -35,26 +35,31 @@ def worth_a_table(model, n: int) -> bool:
 
 def all_windows(vocab_size: int, block_size: int) -> torch.Tensor:
     """Every window, row r holding the base-``vocab_size`` digits of r (oldest id first). (R, T)"""
+    return window_digits(torch.arange(vocab_size ** block_size), vocab_size, block_size)  # (R, T)
+
+
+def window_digits(rows: torch.Tensor, vocab_size: int, block_size: int) -> torch.Tensor:
+    """The windows with table rows ``rows`` (n,): base-``vocab_size`` digits, oldest id first. (n, T)"""
     powers = vocab_size ** torch.arange(block_size - 1, -1, -1)  # (T,)
-    rows = torch.arange(vocab_size ** block_size).unsqueeze(1)  # (R, 1)
-    return rows // powers % vocab_size  # (R, T)
+    return rows.unsqueeze(1) // powers % vocab_size  # (n, T)
 
 
 class LogitTable:
-    """``table(context) -> logits`` with the signature of ``model.next_token_logits``, on the CPU."""
+    """A lazily filled table of ``transform(logits)`` for every window, on the CPU.
 
-    def __init__(self, model):
+    A row is computed the first time a sample reaches its window (all new windows of a step in one
+    forward pass) and reused after: 10,000 names visit only a part of the 27**3 windows.
+    ``table(context)`` has the signature of ``model.next_token_logits`` (``transform`` of it).
+    """
+
+    def __init__(self, model, transform=None):
+        self.model = model
+        self.transform = transform if transform is not None else (lambda logits: logits)
         self.vocab_size, self.block_size = model.vocab_size, model.block_size
         self.powers = self.vocab_size ** torch.arange(self.block_size - 1, -1, -1)  # (T,)
-        windows = all_windows(self.vocab_size, self.block_size)  # (R, T)
-        device = model_device(model)
-        parts = []
-        with eval_mode(model):
-            for start in range(0, windows.shape[0], TABLE_CHUNK):
-                chunk = windows[start:start + TABLE_CHUNK].to(device)  # (r, T)
-                parts.append(model.logits(chunk).float().cpu())  # (r, V)
-        self.logits = torch.cat(parts)  # (R, V)
-        self.cdf: torch.Tensor | None = None  # set by the sampler: transformed(...) for its settings
+        n_rows = self.vocab_size ** self.block_size
+        self.values = torch.empty(n_rows, self.vocab_size)  # (R, V), valid where ``known``
+        self.known = torch.zeros(n_rows, dtype=torch.bool)  # (R,)
 
     def rows(self, context: torch.Tensor) -> torch.Tensor:
         """The table row of each context's last window. (n,)"""
@@ -67,10 +72,18 @@ class LogitTable:
         """The row of each window after appending ``nxt``: drop the oldest id, shift, add. (n,)"""
         return (rows * self.vocab_size + nxt) % self.vocab_size ** self.block_size  # (n,)
 
-    def __call__(self, context: torch.Tensor) -> torch.Tensor:
-        return self.logits[self.rows(context)]  # (n, V)
+    def lookup(self, rows: torch.Tensor) -> torch.Tensor:
+        """Table values at ``rows`` (n,), computing the missing ones first. (n, V)"""
+        missing = torch.unique(rows[~self.known[rows]])  # (m,)
+        if missing.numel():
+            windows = window_digits(missing, self.vocab_size, self.block_size)  # (m, T)
+            device = model_device(self.model)
+            with eval_mode(self.model):
+                logits = torch.cat([self.model.logits(windows[i:i + TABLE_CHUNK].to(device)).float().cpu()
+                                    for i in range(0, windows.shape[0], TABLE_CHUNK)])  # (m, V)
+            self.values[missing] = self.transform(logits)
+            self.known[missing] = True
+        return self.values[rows]  # (n, V)
 
-    def transformed(self, transform) -> torch.Tensor:
-        """``transform(logits)`` of every window at once (the sampler's temperature, top-k, softmax
-        and cumulative sum act row by row, so the rows come out as they would one batch at a time)."""
-        return transform(self.logits)  # (R, V)
+    def __call__(self, context: torch.Tensor) -> torch.Tensor:
+        return self.lookup(self.rows(context))  # (n, V)

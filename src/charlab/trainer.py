@@ -65,6 +65,15 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
     return torch.optim.SGD(params, lr=cfg.lr, foreach=True)
 
 
+@torch.no_grad()
+def sgd_update(params: list[torch.Tensor], lr: float) -> None:
+    """``p -= lr * p.grad`` for every parameter with a gradient, in one foreach kernel: exactly what
+    ``torch.optim.SGD(foreach=True)`` without momentum computes, minus ~0.1 ms of per-step
+    bookkeeping that dominates a step of the lecture's small MLP."""
+    live = [p for p in params if p.grad is not None]
+    torch._foreach_add_(live, [p.grad for p in live], alpha=-lr)
+
+
 def batch_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed + BATCH_STREAM)
 
@@ -79,6 +88,7 @@ class Trainer:
         self.observers = list(observers)
         self.schedule = Schedule(cfg)
         self.optimizer = make_optimizer(model, cfg) if model.trained_by_gradient else None
+        self.params = [p for p in model.parameters() if p.requires_grad]
         self.generator = batch_generator(cfg.seed)
         self.state = TrainState()
         self.best_weights = self._snapshot()
@@ -140,19 +150,24 @@ class Trainer:
         return dev
 
     def train_step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        lr = self.schedule.lr(step)
         for group in self.optimizer.param_groups:
-            group["lr"] = self.schedule.lr(step)
+            group["lr"] = lr
         self._emit("on_step_start", step)
         if self.fast is not None:
             loss = self.fast.gradients(x, y)  # sets every .grad, no autograd graph
         else:
             _, loss = self.model(x, y)
-            self.optimizer.zero_grad(set_to_none=True)
+            for p in self.params:
+                p.grad = None
             loss.backward()
         self._emit("on_after_backward", step)
         if self.cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip, foreach=True)
-        self.optimizer.step()
+        if self.cfg.optimizer == "sgd":
+            sgd_update(self.params, lr)
+        else:
+            self.optimizer.step()
         return loss.detach()
 
     def _compiled_chunk(self, recent: torch.Tensor) -> None:
