@@ -6,7 +6,6 @@ import json
 import math
 
 import pytest
-import torch
 
 from charlab.cli import main
 from charlab.data import read_items
@@ -15,14 +14,6 @@ from charlab.experiments.runner import write_outputs
 
 SEED = 42
 NAMES_STRIDE = 8  # every 8th embedded name (~4,000): the final evaluations of each variant stay cheap
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

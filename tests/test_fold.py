@@ -22,14 +22,6 @@ FLOAT32_RTOL = 1e-5
 FLOAT64_RTOL = 1e-10
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def deep_bn(tmp_path_factory):
     """The lecture's deep net (5 x Linear -> BatchNorm -> tanh), briefly trained, saved as a run."""

@@ -31,14 +31,6 @@ LOSS_ATOL = 1e-6  # float32 rounding: the paths differ only in the order of addi
 SEED = 42
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def names():
     items = read_items(None)
