@@ -1,13 +1,12 @@
 """`charlab report RUN`: one self-contained report.html, checked in headless Chromium (Debian's
 `chromium`, installed by .ci/run): no console errors, no request leaves the file, every image decodes,
 the BatchNorm slider recomputes the batch statistics (torch's batch_norm is the oracle), and run data
-that looks like HTML shows as text. The test saves docs/report.png, the screenshot in the README."""
+that looks like HTML shows as text. The test saves a screenshot; docs/screenshot.py makes the README's."""
 
 from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -25,7 +24,6 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 HOSTILE = "<img src=x onerror=alert(1)>"
-SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "report.png"
 VIEWPORT = {"width": 1200, "height": 1000}
 BN_EPS = 1e-5  # the widget's eps, BatchNorm's default
 
@@ -63,15 +61,15 @@ def page(browser, run_dir):
     return page
 
 
-def test_loads_without_errors_or_network(page, run_dir):
+def test_loads_without_errors_or_network(page, run_dir, tmp_path):
     assert page.events["errors"] == []
     assert page.events["requests"] == [(run_dir / REPORT).resolve().as_uri()]  # nothing but the file itself
     headings = page.locator("h2").all_text_contents()
     for title in ("Losses", "Samples", "Diagnostics", "BatchNorm, interactively", "Configuration"):
         assert title in headings
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT))
-    assert SCREENSHOT.stat().st_size > 0
+    screenshot = tmp_path / "report.png"
+    page.screenshot(path=str(screenshot))
+    assert screenshot.stat().st_size > 0
 
 
 def test_every_image_decodes(page):
