@@ -80,13 +80,15 @@ def _sample_chunk(model, n, generator, temperature, top_k, prefix, max_len, tabl
 
 
 def decode_rows(vocab: Vocab, ids: torch.Tensor) -> list[str]:
-    """``vocab.decode`` of every row of ``ids`` (n, L) at once: one UTF-32 decode of all rows."""
-    codepoints = torch.tensor([0] + [ord(ch) for ch in vocab.chars], dtype=torch.int32)  # (V,)
-    stops = ids == BOUNDARY_ID  # (n, L)
-    lengths = torch.where(stops.any(1), stops.int().argmax(1), ids.shape[1]).tolist()  # (n,)
-    text = codepoints[ids].numpy().tobytes().decode("utf-32-le")
-    width = ids.shape[1]
-    return [text[i * width:i * width + k] for i, k in enumerate(lengths)]
+    """``vocab.decode`` of every row of ``ids`` (n, L) at once: the characters up to each row's first
+    boundary, a newline after them (items never contain one), one UTF-32 decode and one split."""
+    codepoints = torch.tensor([ord("\n")] + [ord(ch) for ch in vocab.chars], dtype=torch.int32)  # (V,)
+    ids = torch.cat([ids, torch.full((ids.shape[0], 1), BOUNDARY_ID, dtype=ids.dtype)], 1)  # (n, L+1)
+    stops = ids == BOUNDARY_ID  # (n, L+1), every row has one
+    first = stops.int().argmax(1, keepdim=True)  # (n, 1) each row's end
+    keep = torch.arange(ids.shape[1]) <= first  # (n, L+1) the characters and the first boundary
+    text = codepoints[ids[keep]].numpy().tobytes().decode("utf-32-le")
+    return text.split("\n")[:-1]
 
 
 def sample_texts(model, vocab: Vocab, splits: dict[str, list[str]], n: int, seed: int,
@@ -100,15 +102,14 @@ def sample_texts(model, vocab: Vocab, splits: dict[str, list[str]], n: int, seed
         raise CharlabError(f"--top-k must be at least 1, got {top_k}")
     generator = torch.Generator().manual_seed(seed)
     ids = sample_tensor(model, n, generator, temperature, top_k, vocab.encode(prefix))  # (n, L)
-    members = split_sets(splits)
-    return [{"text": t, "novelty": novelty(t, members)} for t in decode_rows(vocab, ids)]
+    texts = decode_rows(vocab, ids)
+    labels = novelty_labels(set(texts), splits)
+    return [{"text": t, "novelty": labels.get(t, "new")} for t in texts]
 
 
-def split_sets(splits: dict[str, list[str]]) -> list[tuple[str, set]]:
-    """Each split's items as a set, train first (an item in two splits is labelled by the first)."""
-    return [(name, set(splits.get(name, ()))) for name in ("train", "dev", "test")]
-
-
-def novelty(text: str, members: list[tuple[str, set]]) -> str:
-    """"train", "dev" or "test" if ``text`` is an item of that split, else "new"."""
-    return next((name for name, items in members if text in items), "new")
+def novelty_labels(texts: set[str], splits: dict[str, list[str]]) -> dict[str, str]:
+    """The split each of ``texts`` is an item of (train before dev before test); absent: new."""
+    labels: dict[str, str] = {}
+    for name in ("test", "dev", "train"):  # later names win, so train is the label that stays
+        labels.update(dict.fromkeys(texts.intersection(splits.get(name, ())), name))
+    return labels

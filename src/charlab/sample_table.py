@@ -78,7 +78,7 @@ class LogitTable:
         if missing.numel():
             windows = window_digits(missing, self.vocab_size, self.block_size)  # (m, T)
             device = model_device(self.model)
-            with eval_mode(self.model):
+            with eval_mode(self.model) if self.model.training else torch.no_grad():  # sampler: eval already
                 logits = torch.cat([self.model.logits(windows[i:i + TABLE_CHUNK].to(device)).float().cpu()
                                     for i in range(0, windows.shape[0], TABLE_CHUNK)])  # (m, V)
             self.values[missing] = self.transform(logits)
