@@ -71,7 +71,7 @@ def _sample_chunk(model, n, generator, temperature, top_k, prefix, max_len, tabl
                 cdf = cumulative_probs(logits, temperature, top_k)  # (a, V)
             nxt = draw(cdf, generator)  # (a,)
             ctx[live, t] = nxt
-            going = nxt != BOUNDARY_ID  # (a,)
+            going = torch.nonzero(nxt != BOUNDARY_ID).squeeze(1)  # (a',) positions still sampling
             live, nxt = live[going], nxt[going]
             if table is not None:
                 row = table.advance(row[going], nxt)

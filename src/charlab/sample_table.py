@@ -74,8 +74,9 @@ class LogitTable:
 
     def lookup(self, rows: torch.Tensor) -> torch.Tensor:
         """Table values at ``rows`` (n,), computing the missing ones first. (n, V)"""
-        missing = torch.unique(rows[~self.known[rows]])  # (m,)
-        if missing.numel():
+        unknown = ~self.known[rows]  # (n,)
+        if bool(unknown.any()):
+            missing = torch.unique(rows[unknown])  # (m,)
             windows = window_digits(missing, self.vocab_size, self.block_size)  # (m, T)
             device = model_device(self.model)
             with eval_mode(self.model) if self.model.training else torch.no_grad():  # sampler: eval already
