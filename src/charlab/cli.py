@@ -11,6 +11,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+from importlib.metadata import version
 
 from charlab.errors import CharlabError
 
@@ -50,6 +51,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="charlab",
         description="Character-level language models with the inside of training made visible.",
         epilog="Start with `charlab train` (the lecture's MLP with BatchNorm on the embedded names list).")
+    parser.add_argument("--version", action="version", version=f"charlab {version('charlab')}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for module in load_commands(command):
         sub = subparsers.add_parser(module.NAME, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
