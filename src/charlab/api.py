@@ -86,6 +86,12 @@ def prepare_data(data, seed: int, split: str = "charlab"):
     return vocab, splits
 
 
+def split_examples(splits: dict[str, list[str]], vocab: Vocab, model, device) -> dict:
+    """Each split's examples of the kind the model learns from, on ``device``."""
+    return {k: devices.to_device(build_examples(splits[k], vocab, model.example_kind, model.block_size), device)
+            for k in SPLITS}
+
+
 def train(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: str | Path | None = None,
           observers: list[Observer] | tuple = (), progress: bool = False, n_samples: int = DEFAULT_SAMPLES,
           overwrite: bool = False, extra_meta: dict | None = None, diagnose: bool = False,
@@ -101,8 +107,7 @@ def train(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: str
     out_dir = rundir.create_run_dir(out, overwrite) if out is not None and main else None
     init_generator = torch.Generator().manual_seed(train_cfg.seed)
     model = build_model(model_cfg, init_generator).to(device)  # initialised on the CPU, then moved
-    examples = {k: devices.to_device(build_examples(splits[k], vocab, model.example_kind, model_cfg.block_size),
-                                     device) for k in SPLITS}
+    examples = split_examples(splits, vocab, model, device)
     bar = ProgressBar(vocab.size, enabled=progress and main)
     if diagnose:
         observers = [*observers, Recorder(out=out_dir)]
@@ -151,8 +156,7 @@ def resume(run: str | Path, steps: int | None = None, observers: list[Observer] 
     device = devices.resolve(train_cfg.device)
     model = build_model(model_cfg).to(device)  # the weights come from the checkpoint
     checkpoint.check_fits(model, sd, path)
-    examples = {k: devices.to_device(build_examples(splits[k], vocab, model.example_kind, model_cfg.block_size),
-                                     device) for k in SPLITS}
+    examples = split_examples(splits, vocab, model, device)
     bar = ProgressBar(vocab.size, enabled=progress)
     trainer = Trainer(model, examples["train"], examples["dev"], train_cfg, [bar, *observers])
     checkpoint.restore(trainer, sd, path)
