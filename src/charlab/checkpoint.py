@@ -150,8 +150,6 @@ class Checkpointer(Observer):
 
     def __init__(self, run: str | Path):
         self.folder = Path(run) / CHECKPOINT_DIR
-        self.losses: list[float] = []
-        self.pending: list[torch.Tensor] = []  # per-step losses since the last save, on the device
         self.saved_step: int | None = None  # step of the last checkpoint written
         self.due = False  # a checkpoint_interval save is due at the next step whose weights are current
 
@@ -162,11 +160,8 @@ class Checkpointer(Observer):
                 (self.folder / stale).unlink(missing_ok=True)
         else:
             self.saved_step = trainer.state.step  # resumed from the checkpoint at this step
-        self.losses = list(trainer.state.losses)
-        self.pending = []
 
     def on_step_end(self, trainer, step: int, loss: torch.Tensor) -> None:
-        self.pending.append(loss)
         done, cfg = trainer.state.step, trainer.cfg
         self.due = self.due or bool(cfg.checkpoint_interval and done % cfg.checkpoint_interval == 0)
         evaluates_next = done % cfg.eval_interval == 0 or done >= cfg.steps  # on_eval saves then
@@ -183,16 +178,10 @@ class Checkpointer(Observer):
         if trainer.stop_requested and reason is not None and reason.keep_state:
             self.save(trainer, best=False)
 
-    def losses_so_far(self, trainer) -> list[float]:
-        if self.pending:
-            self.losses.extend(torch.stack(self.pending).tolist())  # one host sync per save
-            self.pending = []
-        return self.losses[:trainer.state.step]
-
     def save(self, trainer, best: bool) -> bool:
         """Write the checkpoint(s); False (nothing written) when the weights are not finite."""
         sd = trainer.state_dict()
-        sd["train_state"]["losses"] = self.losses_so_far(trainer)
+        sd["train_state"]["losses"] = trainer.losses_so_far()
         if trainer.stop_reason is not None and not trainer.stop_reason.keep_state:
             return False
         if not all_finite(sd["model"].values()):

@@ -115,16 +115,13 @@ class NonFiniteGuard(Observer):
 
     def __init__(self, check_every: int = CHECK_EVERY):
         self.check_every = check_every
-        self.pending: list[torch.Tensor] = []
         self.good: GoodState | None = None
         self.due = False  # a check is due at the next step whose weights are current
 
     def on_train_start(self, trainer) -> None:
-        self.pending = []
         self.good = snapshot(trainer)
 
     def on_step_end(self, trainer, step: int, loss: torch.Tensor) -> None:
-        self.pending.append(loss)
         done, cfg = trainer.state.step, trainer.cfg
         self.due = self.due or done % self.check_every == 0 or done % cfg.eval_interval == 0 or done >= cfg.steps
         if self.due and weights_are_current(trainer):
@@ -132,13 +129,12 @@ class NonFiniteGuard(Observer):
             self.check(trainer)
 
     def on_train_end(self, trainer) -> None:
-        if self.pending and not isinstance(trainer.stop_reason, NonFinite):
+        if trainer.state.step > self.good.step and not isinstance(trainer.stop_reason, NonFinite):
             self.check(trainer)
 
     def check(self, trainer) -> None:
-        losses = torch.stack(self.pending) if self.pending else torch.zeros(0)  # (n,)
+        losses = trainer.step_losses[self.good.step:trainer.state.step]  # (n,) since the last good state
         if all_finite([losses, *trainer.model.parameters()]):
-            self.pending = []
             self.good = snapshot(trainer)
             return
         trainer.stop_requested = True

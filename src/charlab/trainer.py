@@ -91,6 +91,8 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.generator = batch_generator(cfg.seed)
         self.state = TrainState()
+        self.step_losses = torch.zeros(0)  # per-step losses of the running fit, kept on the device
+        self.fit_start = 0  # the step that fit started at: step_losses holds steps fit_start..state.step
         self.best_weights = self._snapshot()
         self.stop_requested = False  # an observer may set it (signals, non-finite guard)
         self.stop_reason = None  # with stop_requested: a stopping.TrainingStopped saying why
@@ -131,6 +133,10 @@ class Trainer:
                                 best_step=int(ts["best_step"]))
         self.best_weights = {k: v.clone() for k, v in sd["best_weights"].items()}
 
+    def losses_so_far(self) -> list[float]:
+        """Every step's loss up to ``state.step``: the saved ones, then this fit's (one host read)."""
+        return self.state.losses + self.step_losses[self.fit_start:self.state.step].tolist()
+
     def _emit(self, event: str, *args) -> None:
         for observer in self.observers:
             getattr(observer, event)(self, *args)
@@ -170,7 +176,7 @@ class Trainer:
             self.optimizer.step()
         return loss.detach()
 
-    def _compiled_chunk(self, recent: torch.Tensor) -> None:
+    def _compiled_chunk(self) -> None:
         """``--fast-path compile``: up to ``fast.unroll`` SGD steps in one compiled graph, ending at a
         multiple of ``fast.unroll``, the next evaluation or the end. One ``randint`` of k*B draws
         exactly the k batches of B the plain loop draws. ``on_step_end`` follows for each step, with
@@ -182,7 +188,7 @@ class Trainer:
         y = self.train_examples.y[ix].view(k, cfg.batch_size)  # (k, B)
         lrs = torch.tensor([self.schedule.lr(s) for s in range(step, step + k)])  # (k,)
         losses = self.fast.steps(x, y, lrs)  # (k,)
-        recent[step:step + k] = losses
+        self.step_losses[step:step + k] = losses
         for i in range(k):
             self.state.step = step + i + 1
             self._emit("on_step_end", step + i, losses[i])
@@ -191,26 +197,27 @@ class Trainer:
         """Train from ``state.step`` to ``cfg.steps``; returns the state, best weights loaded."""
         cfg = self.cfg
         self.model.train()
+        self.step_losses = torch.zeros(cfg.steps, dtype=torch.float32)  # (steps,) indexed by step
+        self.fit_start = self.state.step
         self._emit("on_train_start")
         if not self.model.trained_by_gradient:
             self.model.fit_counts(self.train_examples)
-            self.state.step = cfg.steps
+            self.state.step = self.fit_start = cfg.steps
         n_examples = len(self.train_examples)
-        recent = torch.zeros(cfg.steps, dtype=torch.float32)  # per-step losses, kept on the device
-        first = self.state.step
         while self.state.step < cfg.steps and not self.stop_requested:
             if self.fast is not None and self.fast.compiled is not None:
-                self._compiled_chunk(recent)
+                self._compiled_chunk()
             else:
                 step = self.state.step
                 ix = torch.randint(0, n_examples, (cfg.batch_size,), generator=self.generator)  # (B,)
                 loss = self.train_step(step, self.train_examples.x[ix], self.train_examples.y[ix])
-                recent[step] = loss
+                self.step_losses[step] = loss
                 self.state.step = step + 1
                 self._emit("on_step_end", step, loss)
             if self.state.step % cfg.eval_interval == 0 and self.state.step < cfg.steps:
                 self.evaluate_dev(self.state.step)
-        self.state.losses.extend(recent[first:self.state.step].tolist())
+        self.state.losses = self.losses_so_far()
+        self.fit_start = self.state.step
         if not self.stop_requested:
             self.evaluate_dev(self.state.step)
             self.model.load_state_dict(self.best_weights)
