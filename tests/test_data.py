@@ -221,3 +221,17 @@ def test_sequences_exact_fit_and_too_long():
     assert ex.y[0].tolist() == vocab.encode("abc") + [BOUNDARY_ID]
     with pytest.raises(CharlabError, match="block-size to at least 4"):
         build_sequences(["abc"], vocab, 3)
+
+
+def test_rows_cut_sequences_after_the_last_predicted_position():
+    items = ["ab", "abcde", "a", "abc"]
+    vocab = Vocab.from_items(items)
+    ex = build_sequences(items, vocab, 8)
+    for ix, width in (([0, 2], 3), ([0, 1, 2], 6), ([3], 4), ([2], 2)):
+        x, y = ex.rows(torch.tensor(ix))
+        assert x.shape == y.shape == (len(ix), width)
+        assert x.tolist() == ex.x[ix, :width].tolist()
+        assert (ex.y[ix, width:] == IGNORE_INDEX).all()  # nothing predicted was cut off
+    windows = build_windows(items, vocab, 3)
+    x, y = windows.rows(torch.tensor([0, 4]))
+    assert torch.equal(x, windows.x[[0, 4]]) and torch.equal(y, windows.y[[0, 4]])  # windows are never cut

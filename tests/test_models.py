@@ -238,6 +238,51 @@ def test_rnn_and_lstm_cells_match_torch():
             torch.testing.assert_close(ours(x, (h,))[0], theirs(x, h))
 
 
+@pytest.mark.parametrize("name", SEQUENCE_MODELS)
+def test_cutting_the_padding_changes_no_loss(name, names):
+    """Training batches are cut after their longest item (``Examples.rows``): the loss must be the
+    loss of the full-width batch, to float rounding."""
+    vocab = Vocab.from_items(names)
+    model, cfg = small_model(name, vocab)
+    ex = build_examples(names[:64], vocab, "sequence", cfg.block_size)
+    x, y = ex.rows(slice(None))
+    assert x.shape[1] < ex.x.shape[1]
+    with torch.no_grad():
+        torch.testing.assert_close(model(x, y)[1], model(ex.x, ex.y)[1])
+
+
+@pytest.mark.parametrize("name", ["rnn", "gru", "lstm"])
+def test_recurrent_dropout_is_one_mask_per_sequence_on_the_gate_input_only(name, tiny):
+    """The cell sees the same (B, H) mask at every step, it drops about p of the channels, and the
+    model is deterministic in eval mode; the carried LSTM/GRU memory is not masked (checked against
+    the cell run by hand)."""
+    vocab, _ = tiny
+    p = 0.5
+    cfg = preset_config(name, vocab.size, **SMALL, recurrent_dropout=p)
+    model = build_model(cfg, torch.Generator().manual_seed(1))
+    masks = []
+    model.cell.register_forward_hook(lambda mod, args, out: masks.append(args[2] if len(args) > 2 else "none"))
+    idx = torch.randint(vocab.size, (64, cfg.block_size), generator=torch.Generator().manual_seed(0))
+    model(idx)
+    assert len(masks) == cfg.block_size and all(m is masks[0] for m in masks)
+    assert abs(float((masks[0] == 0).float().mean()) - p) < 0.05
+    x, state = torch.randn(4, SMALL["n_embd"]), model.cell.initial_state(4)
+    state = tuple(s + torch.randn(4, SMALL["n_hidden"]) for s in state)
+    zeros = torch.zeros(4, SMALL["n_hidden"])
+    dropped = model.cell(x, state, zeros)  # every channel of h_{t-1} dropped from the gates
+    if name == "gru":  # h_{t-1} is gone from the gates but still carried by (1 - z) * h_{t-1}
+        xz = torch.cat([x, zeros], dim=1)  # (4, E+H)
+        z = torch.sigmoid(model.cell.xh_to_z(xz))
+        expected = (1 - z) * state[0] + z * torch.tanh(model.cell.xh_to_hbar(xz))
+    else:  # the RNN's and the LSTM's h_{t-1} only feeds the gates; the LSTM's c is carried unmasked
+        expected = model.cell(x, (zeros, *state[1:]))[0]
+    torch.testing.assert_close(dropped[0], expected)
+    model.eval()
+    masks.clear()
+    torch.testing.assert_close(model(idx)[0], model(idx)[0])
+    assert masks and all(m is None for m in masks)
+
+
 @pytest.mark.parametrize("name", ["transformer", "rnn", "gru", "lstm"])
 def test_dropout_repeats_with_the_seed_and_is_off_in_eval(name, tiny):
     vocab, _ = tiny

@@ -11,12 +11,15 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import save
 
 from charlab import api
 from charlab.checkpoint import checkpoint_path
 from charlab.cli import main
 from charlab.escape import html_text, markdown_cell, terminal
-from charlab.rundir import CONFIG, METRICS, VOCAB, WEIGHTS, read_metrics
+from charlab.integrity import looks_like_pickle, read_head
+from charlab.rundir import CONFIG, METRICS, VOCAB, WEIGHTS, load_weights, read_metrics
 
 STEPS = 40
 EVAL_INTERVAL = 20
@@ -104,6 +107,20 @@ def test_read_metrics_refuses_a_pickle(run, tmp_path):
     with pytest.raises(Exception, match="pickle"):
         read_metrics(run)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_a_safetensors_header_length_starting_with_0x80_is_not_taken_for_a_pickle(tmp_path):
+    """One header length in 256 has 0x80, a pickle's first byte, as its low byte: such weights load."""
+    tensors = {"w": torch.arange(3.0)}
+    for pad in range(256):
+        data = save({"w": tensors["w"]}, metadata={"pad": "x" * pad})
+        if data[0] == 0x80:
+            break
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(data)
+    assert looks_like_pickle(pickle.dumps(tensors, protocol=2)) and looks_like_pickle(pickle.dumps(tensors))
+    assert not looks_like_pickle(read_head(path))
+    assert torch.equal(load_weights(path)["w"], tensors["w"])
 
 
 @pytest.mark.parametrize("target", [WEIGHTS, "checkpoints/last.safetensors"])

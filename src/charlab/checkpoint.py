@@ -6,7 +6,7 @@ everything ``Trainer.state_dict`` returns, stored without pickle:
 
 - tensors: ``model.*`` (weights and buffers), ``best.*`` (the best-dev weights so far),
   ``optim.<param>.<name>`` (optimizer state tensors), ``batch_rng``, ``torch_rng`` and, with CUDA,
-  ``cuda_rng`` (generator states), ``losses`` (float64, one per step so far: float32 values kept exactly);
+  ``cuda_rng``, ``model_rng.<i>`` (the model's dropout generators) (generator states), ``losses`` (float64, one per step so far: float32 values kept exactly);
 - metadata ``state``: JSON with the step, schedule state, evaluations, best dev loss and step,
   optimizer param groups and scalar state; ``format_version``; ``sha256`` of the tensors.
 
@@ -50,6 +50,7 @@ def encode(sd: dict) -> bytes:
     tensors["batch_rng"], tensors["torch_rng"] = sd["batch_rng"], sd["torch_rng"]
     if sd.get("cuda_rng") is not None:
         tensors["cuda_rng"] = sd["cuda_rng"]
+    tensors.update({f"model_rng.{i}": rng for i, rng in enumerate(sd.get("model_rng", []))})
     train_state = dict(sd["train_state"])
     tensors["losses"] = torch.tensor(train_state.pop("losses"), dtype=torch.float64)  # (step,)
     optimizer = None
@@ -87,7 +88,8 @@ def decode(tensors: dict[str, torch.Tensor], doc: dict) -> dict:
     train_state = {**doc["train_state"], "losses": tensors["losses"].tolist()}
     return {"model": prefixed("model."), "best_weights": prefixed("best."), "optimizer": optimizer,
             "schedule": doc["schedule"], "batch_rng": tensors["batch_rng"], "torch_rng": tensors["torch_rng"],
-            "cuda_rng": tensors.get("cuda_rng"), "train_state": train_state}
+            "cuda_rng": tensors.get("cuda_rng"), "train_state": train_state,
+            "model_rng": [v for _, v in sorted(prefixed("model_rng.").items(), key=lambda kv: int(kv[0]))]}
 
 
 def load_checkpoint(path: str | Path) -> dict:

@@ -40,6 +40,8 @@ class ModelConfig:
     n_head: int = field(default=4, metadata={"help": "attention heads per transformer block (divides --n-embd)"})
     dropout: float = field(default=0.0, metadata={
         "help": "dropout probability in the transformer and on rnn/gru/lstm inputs and outputs (0: off)"})
+    recurrent_dropout: float = field(default=0.0, metadata={
+        "help": "rnn/gru/lstm: dropout of h_{t-1} where it enters the gates, one mask per sequence (0: off)"})
     smoothing: float = field(default=1.0, metadata={
         "help": "add-k smoothing of the count bigram: k fake counts per pair (1: the lecture's)"})
     vocab_size: int = field(default=0, metadata={"help": None})
@@ -153,5 +155,6 @@ def validate(model: ModelConfig, train: TrainConfig) -> None:
     if model.norm == "batchnorm" and train.batch_size < 2:
         raise CharlabError(f"--batch-size must be at least 2 with BatchNorm (it normalises over the batch), "
                            f"got {train.batch_size}; or pass --norm none")
-    if not 0 <= model.dropout < 1:
-        raise CharlabError(f"--dropout must be in [0, 1), got {model.dropout}")
+    for name in ("dropout", "recurrent_dropout"):
+        if not 0 <= getattr(model, name) < 1:
+            raise CharlabError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(model, name)}")

@@ -163,6 +163,16 @@ class Examples:
     def __len__(self) -> int:
         return self.x.shape[0]
 
+    def rows(self, ix: torch.Tensor | slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of rows ``ix``. Sequences are cut after the last position any of these
+        rows predicts: a causal model's predictions never depend on later positions, so the padding
+        past it would only cost time (names fill ~7 of 16 positions)."""
+        x, y = self.x[ix], self.y[ix]  # (B, ...), (B,) or (B, T)
+        if y.dim() == 1 or y.shape[0] == 0:
+            return x, y
+        width = int((y != IGNORE_INDEX).sum(1).max())  # targets fill positions 0..len from the left
+        return x[:, :width], y[:, :width]  # (B, width), (B, width)
+
 
 def build_windows(items: list[str], vocab: Vocab, block_size: int) -> Examples:
     """One row per predicted character: the previous ``block_size`` ids (boundary-padded) -> next id."""

@@ -29,8 +29,7 @@ def target_nll(model, examples: Examples) -> tuple[torch.Tensor, torch.Tensor]:
     nll_rows, count_rows = [], []
     with eval_mode(model):
         for start in range(0, len(examples), EVAL_CHUNK):
-            x = examples.x[start:start + EVAL_CHUNK]  # (n, ...)
-            y = examples.y[start:start + EVAL_CHUNK]  # (n,) or (n, T)
+            x, y = examples.rows(slice(start, start + EVAL_CHUNK))  # (n, ...), (n,) or (n, T)
             logits, _ = model(x)  # (n, V) or (n, T, V)
             nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1),
                                   ignore_index=IGNORE_INDEX, reduction="none")  # (n*T,)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from charlab.stopping import TrainingStopped
-from charlab.trainer import Observer
+from charlab.trainer import Observer, model_generators
 
 CHECK_EVERY = 100  # steps between checks: one host read per 100 steps, at most 100 steps replayed
 NONFINITE_EXIT = 3  # exit status of a run stopped by a non-finite loss (2 is bad input)
@@ -54,12 +54,14 @@ class GoodState:
     batch_rng: torch.Tensor
     torch_rng: torch.Tensor
     schedule: dict
+    model_rng: list[torch.Tensor]  # the model's dropout generators
 
 
 def snapshot(trainer) -> GoodState:
     optimizer = copy.deepcopy(trainer.optimizer.state_dict()) if trainer.optimizer is not None else None
     return GoodState(trainer.state.step, {k: v.detach().clone() for k, v in trainer.model.state_dict().items()},
-                     optimizer, trainer.generator.get_state(), torch.get_rng_state(), trainer.schedule.state_dict())
+                     optimizer, trainer.generator.get_state(), torch.get_rng_state(), trainer.schedule.state_dict(),
+                     [g.get_state() for g in model_generators(trainer.model)])
 
 
 def restore(trainer, good: GoodState) -> None:
@@ -69,13 +71,15 @@ def restore(trainer, good: GoodState) -> None:
     trainer.generator.set_state(good.batch_rng)
     torch.set_rng_state(good.torch_rng)
     trainer.schedule.load_state_dict(good.schedule)
+    for generator, rng in zip(model_generators(trainer.model), good.model_rng):
+        generator.set_state(rng)
 
 
 def draw_batch(trainer) -> tuple[torch.Tensor, torch.Tensor]:
     """The next training batch, drawn exactly as ``Trainer.fit`` draws it."""
     train = trainer.train_examples
     ix = torch.randint(0, len(train), (trainer.cfg.batch_size,), generator=trainer.generator)  # (B,)
-    return train.x[ix], train.y[ix]
+    return train.rows(ix)
 
 
 def _tensors(output) -> list[torch.Tensor]:

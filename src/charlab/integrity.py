@@ -19,9 +19,21 @@ from charlab.errors import CharlabError
 PICKLE_PROTOCOL_2_PLUS = b"\x80"  # the PROTO opcode that starts every pickle of protocol >= 2
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format: a zip archive holding a pickle
 DIGEST_KEY = "sha256"  # safetensors metadata key of the tensors' digest
+SAFETENSORS_LENGTH_BYTES = 8  # a safetensors file: its JSON header's length (u64, little-endian), then "{"
+HEAD_BYTES = SAFETENSORS_LENGTH_BYTES + 1
+
+
+def looks_like_safetensors(head: bytes) -> bool:
+    """A header length below 2^40 then "{": no pickle starts so (0x00 is no pickle opcode)."""
+    length = head[:SAFETENSORS_LENGTH_BYTES]
+    return length[5:] == b"\0\0\0" and head[SAFETENSORS_LENGTH_BYTES:HEAD_BYTES] == b"{"
 
 
 def looks_like_pickle(head: bytes) -> bool:
+    """A pickle's PROTO opcode or torch.save's zip magic, unless it is a safetensors header whose length
+    happens to start with byte 0x80 (one header length in 256 does)."""
+    if looks_like_safetensors(head):
+        return False
     return head.startswith(PICKLE_PROTOCOL_2_PLUS) or head.startswith(ZIP_MAGIC)
 
 
@@ -32,7 +44,7 @@ def refuse_pickle(path: Path, head: bytes) -> None:
                            "unpickles (it can run code): re-create the run with `charlab train`")
 
 
-def read_head(path: Path, n: int = len(ZIP_MAGIC)) -> bytes:
+def read_head(path: Path, n: int = HEAD_BYTES) -> bytes:
     with open(path, "rb") as fh:
         return fh.read(n)
 

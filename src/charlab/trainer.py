@@ -74,6 +74,16 @@ def sgd_update(params: list[torch.Tensor], lr: float) -> None:
     torch._foreach_add_(live, [p.grad for p in live], alpha=-lr)
 
 
+def model_generators(model: torch.nn.Module) -> list[torch.Generator]:
+    """The generators a model draws from while training (dropout masks), each once, in module order."""
+    found: dict[int, torch.Generator] = {}
+    for module in model.modules():
+        generator = getattr(module, "generator", None)
+        if isinstance(generator, torch.Generator):
+            found.setdefault(id(generator), generator)
+    return list(found.values())
+
+
 def batch_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed + BATCH_STREAM)
 
@@ -105,8 +115,9 @@ class Trainer:
         return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def state_dict(self) -> dict:
-        """A copy of everything an exact resume needs: weights, optimizer, schedule, both RNG states,
-        the ``TrainState`` and the best weights (``checkpoint.py`` stores it without pickle)."""
+        """A copy of everything an exact resume needs: weights, optimizer, schedule, the RNG states
+        (batches, global, the model's dropout generators), the ``TrainState`` and the best weights
+        (``checkpoint.py`` stores it without pickle)."""
         optimizer = self.optimizer.state_dict() if self.optimizer is not None else None
         return {"model": self._snapshot(),
                 "optimizer": copy.deepcopy(optimizer),
@@ -114,6 +125,7 @@ class Trainer:
                 "batch_rng": self.generator.get_state(),  # (n,) uint8
                 "torch_rng": torch.get_rng_state(),  # (n,) uint8: the global stream (dropout)
                 "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
+                "model_rng": [g.get_state() for g in model_generators(self.model)],  # each (n,) uint8
                 "train_state": asdict(self.state),
                 "best_weights": {k: v.clone() for k, v in self.best_weights.items()}}
 
@@ -127,6 +139,8 @@ class Trainer:
         torch.set_rng_state(sd["torch_rng"])
         if sd.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state(sd["cuda_rng"])
+        for generator, rng in zip(model_generators(self.model), sd.get("model_rng", [])):
+            generator.set_state(rng)
         ts = sd["train_state"]
         self.state = TrainState(step=int(ts["step"]), losses=[float(x) for x in ts["losses"]],
                                 evals=[EvalRecord(**e) for e in ts["evals"]], best_dev=float(ts["best_dev"]),
@@ -210,7 +224,7 @@ class Trainer:
             else:
                 step = self.state.step
                 ix = torch.randint(0, n_examples, (cfg.batch_size,), generator=self.generator)  # (B,)
-                loss = self.train_step(step, self.train_examples.x[ix], self.train_examples.y[ix])
+                loss = self.train_step(step, *self.train_examples.rows(ix))
                 self.step_losses[step] = loss
                 self.state.step = step + 1
                 self._emit("on_step_end", step, loss)

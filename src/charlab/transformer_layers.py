@@ -23,6 +23,13 @@ def dropout_generator(init_generator: torch.Generator | None) -> torch.Generator
     return torch.Generator().manual_seed(seed)
 
 
+def dropout_mask(p: float, shape: tuple[int, ...], generator: torch.Generator | None,
+                 device: torch.device) -> torch.Tensor:
+    """A fresh keep-mask of ``shape``: 0 with probability ``p``, else 1/(1-p)."""
+    draws = torch.rand(shape, generator=generator)  # on the CPU, as every charlab generator
+    return (draws >= p).to(device) / (1.0 - p)  # (shape)
+
+
 class LayerNorm(nn.Module):
     """Normalise each position over its channels (biased variance, ``eps`` inside the root)."""
 
@@ -56,9 +63,7 @@ class Dropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        draws = torch.rand(x.shape, generator=self.generator)  # on the CPU, as every charlab generator
-        keep = (draws >= self.p).to(x.device)  # same shape as x
-        return x * keep / (1.0 - self.p)
+        return x * dropout_mask(self.p, x.shape, self.generator, x.device)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -4,8 +4,9 @@ Embedding -> one cell stepped over the positions, carrying its state from step t
 from the hidden vector to logits at every position. The state starts from the cell's learned start
 state, so position 0 (the start boundary) already predicts the first character. The tests check
 that the state really carries: changing the first character changes the logits at the last position.
-``--dropout`` drops embedding inputs and hidden outputs (never the recurrent state itself, which
-would erase memory at every step; Zaremba et al. 2014).
+``--dropout`` drops embedding inputs and hidden outputs (Zaremba et al. 2014); ``--recurrent-dropout``
+drops channels of ``h_{t-1}`` where it feeds the gates, with one mask per sequence for all its steps
+(Gal & Ghahramani 2016) so that memory is thinned, not erased anew at every step.
 """
 
 from __future__ import annotations
@@ -17,16 +18,19 @@ from charlab.layers import Embedding, Linear
 from charlab.models.base import SequenceModel
 from charlab.models.registry import register
 from charlab.rnn_cells import CELLS
-from charlab.transformer_layers import Dropout, dropout_generator
+from charlab.transformer_layers import Dropout, dropout_generator, dropout_mask
 
 
 class RecurrentLM(SequenceModel):
     def __init__(self, vocab_size: int, block_size: int, n_embd: int, n_hidden: int, cell: str,
-                 dropout: float = 0.0, generator: torch.Generator | None = None):
+                 dropout: float = 0.0, generator: torch.Generator | None = None,
+                 recurrent_dropout: float = 0.0):
         super().__init__(vocab_size, block_size)
         self.wte = Embedding(vocab_size, n_embd)
         self.drop_in = Dropout(dropout, generator)
         self.cell = CELLS[cell](n_embd, n_hidden)
+        self.recurrent_dropout = recurrent_dropout  # a mask, not a layer: drawn once per sequence
+        self.generator = generator
         self.drop_out = Dropout(dropout, generator)
         self.lm_head = Linear(n_hidden, vocab_size)  # registered last: the output layer for apply_init
 
@@ -34,9 +38,12 @@ class RecurrentLM(SequenceModel):
         batch, t = idx.shape
         emb = self.drop_in(self.wte(idx))  # (B, T, E)
         state = self.cell.initial_state(batch)
+        mask = None
+        if self.training and self.recurrent_dropout > 0:
+            mask = dropout_mask(self.recurrent_dropout, state[0].shape, self.generator, idx.device)  # (B, H)
         hiddens = []
         for i in range(t):
-            state = self.cell(emb[:, i, :], state)  # h: (B, H)
+            state = self.cell(emb[:, i, :], state, mask)  # h: (B, H)
             hiddens.append(state[0])
         hidden = torch.stack(hiddens, dim=1)  # (B, T, H)
         return self.lm_head(self.drop_out(hidden))  # (B, T, V)
@@ -45,7 +52,7 @@ class RecurrentLM(SequenceModel):
 def _builder(cell: str):
     def build(cfg, generator=None) -> RecurrentLM:
         model = RecurrentLM(cfg.vocab_size, cfg.block_size, cfg.n_embd, cfg.n_hidden, cell, cfg.dropout,
-                            dropout_generator(generator))
+                            dropout_generator(generator), cfg.recurrent_dropout)
         return apply_init(model, cfg.init, cfg.gain, generator)
 
     build.__name__ = f"build_{cell}"
