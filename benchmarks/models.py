@@ -39,13 +39,15 @@ def scaled_overrides(preset: str, scale: float) -> dict:
             "eval_interval": max(round(train.eval_interval * scale), 1)}
 
 
-def run_preset(preset: str, scale: float) -> dict:
+def run_preset(preset: str, scale: float, threads: int | None) -> dict:
     row = {"preset": preset}
     overrides = scaled_overrides(preset, scale)
+    torch.set_num_threads(threads or load_preset(preset)[1].threads)  # as `charlab train` would
     for split in SPLITS:
         result = charlab.train(preset=preset, split=split, n_samples=0, **overrides)
         summary = result.summary()
-        row.update(model=summary["model"], parameters=summary["parameters"], steps=summary["steps"])
+        members = f" x{summary['members']}" if summary["members"] > 1 else ""
+        row.update(model=summary["model"] + members, parameters=summary["parameters"], steps=summary["steps"])
         row[split] = {"wall_s": result.wall_time_s, **result.losses}
         print(f"{preset} [{split}]: {result.losses} in {result.wall_time_s:.0f} s", file=sys.stderr,
               flush=True)
@@ -69,15 +71,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="*", default=None, help="presets to train (default: all)")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of each preset's steps")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: each preset's own, as `charlab train` uses)")
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON document")
     args = parser.parse_args(argv)
     if not args.scale > 0:
         parser.error("--scale must be positive")
-    torch.set_num_threads(args.threads)
     presets = args.presets or preset_names()
     start = time.perf_counter()
-    rows = [run_preset(p, args.scale) for p in presets]
+    rows = [run_preset(p, args.scale, args.threads) for p in presets]
     if args.json:
         json.dump({"scale": args.scale, "rows": rows}, sys.stdout, indent=1)
         sys.stdout.write("\n")

@@ -52,6 +52,7 @@ class TrainedRun:
         return {
             "run": str(self.out) if self.out else None,
             "model": self.model_cfg.model,
+            "members": self.model_cfg.members,
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "vocab_size": self.vocab.size,
             "steps": steps,

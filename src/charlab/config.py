@@ -42,6 +42,9 @@ class ModelConfig:
         "help": "dropout probability in the transformer and on rnn/gru/lstm inputs and outputs (0: off)"})
     recurrent_dropout: float = field(default=0.0, metadata={
         "help": "rnn/gru/lstm: dropout of h_{t-1} where it enters the gates, one mask per sequence (0: off)"})
+    members: int = field(default=1, metadata={
+        "help": "train this many independently initialised copies and average their predicted "
+                "probabilities (an ensemble; each step costs this many times more)"})
     smoothing: float = field(default=1.0, metadata={
         "help": "add-k smoothing of the count bigram: k fake counts per pair (1: the lecture's)"})
     vocab_size: int = field(default=0, metadata={"help": None})
@@ -155,6 +158,8 @@ def validate(model: ModelConfig, train: TrainConfig) -> None:
     if model.norm == "batchnorm" and train.batch_size < 2:
         raise CharlabError(f"--batch-size must be at least 2 with BatchNorm (it normalises over the batch), "
                            f"got {train.batch_size}; or pass --norm none")
+    if model.members < 1:
+        raise CharlabError(f"--members must be at least 1, got {model.members}")
     for name in ("dropout", "recurrent_dropout"):
         if not 0 <= getattr(model, name) < 1:
             raise CharlabError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(model, name)}")

@@ -7,6 +7,7 @@ import pkgutil
 from typing import Callable
 
 from charlab.errors import CharlabError
+from charlab.models.ensemble import Ensemble
 
 MODELS: dict[str, Callable] = {}
 
@@ -30,8 +31,10 @@ def load_all() -> dict[str, Callable]:
 
 
 def build_model(cfg, generator=None):
-    """Build and initialise the model ``cfg.model`` names; ``generator`` drives the init."""
+    """Build and initialise the model ``cfg.model`` names; ``generator`` drives the init. With
+    ``cfg.members`` > 1, that many independently initialised copies in an ``Ensemble``."""
     models = load_all()
     if cfg.model not in models:
         raise CharlabError(f"unknown model {cfg.model!r}; choose one of: {', '.join(sorted(models))}")
-    return models[cfg.model](cfg, generator)
+    members = [models[cfg.model](cfg, generator) for _ in range(cfg.members)]
+    return members[0] if len(members) == 1 else Ensemble(members)

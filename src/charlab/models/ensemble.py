@@ -1,0 +1,48 @@
+"""An ensemble: ``--members K`` copies of one model, each with its own init and dropout masks, whose
+predicted probabilities are averaged.
+
+Training sees each member's own loss (their mean), so every member learns as it would alone, on the
+same batches; the ensemble's prediction is ``log(mean_k softmax(logits_k))``, returned as its logits,
+so evaluation, scoring and sampling measure the averaged distribution without knowing it is one.
+Averaging the distributions of models that overfit differently lowers the test loss below any
+member's (the members' errors are partly independent; the mean log-probability is concave).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from charlab.models.base import CharModel
+
+
+def average_probabilities(member_logits: list[torch.Tensor]) -> torch.Tensor:
+    """``log(mean_k softmax(l_k))`` over the last axis: (..., V) each -> (..., V)."""
+    log_probs = torch.stack([F.log_softmax(lg, dim=-1) for lg in member_logits])  # (K, ..., V)
+    return torch.logsumexp(log_probs, dim=0) - math.log(len(member_logits))  # (..., V)
+
+
+class Ensemble(CharModel):
+    def __init__(self, members: list[CharModel]):
+        first = members[0]
+        super().__init__(first.vocab_size, first.block_size)
+        self.example_kind = first.example_kind
+        self.trained_by_gradient = first.trained_by_gradient
+        self.members = nn.ModuleList(members)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        outputs = [member(idx, targets) for member in self.members]  # K x (logits, loss)
+        logits = average_probabilities([lg for lg, _ in outputs])  # (B, V) or (B, T, V)
+        if targets is None:
+            return logits, None
+        return logits, torch.stack([loss for _, loss in outputs]).mean()  # each member's own loss
+
+    def next_token_logits(self, context: torch.Tensor) -> torch.Tensor:
+        return average_probabilities([m.next_token_logits(context) for m in self.members])  # (B, V)
+
+    def fit_counts(self, examples) -> None:
+        for member in self.members:
+            member.fit_counts(examples)
