@@ -8,6 +8,8 @@ them); ``--scale 1`` is the presets as shipped.
 
     python benchmarks/models.py --scale 0.05              # a short version, a few minutes
     python benchmarks/models.py --presets wavenet best    # the full schedules of two presets
+    python benchmarks/models.py --presets best --json > a.json   # rows saved, then one table:
+    python benchmarks/models.py --table a.json b.json
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -23,6 +26,8 @@ import charlab
 from charlab.config import load_preset, preset_names
 
 SPLITS = ("charlab", "makemore")
+ORDER = ("bigram-counts", "bigram", "mlp", "mlp-bn", "deep-bn", "fast", "wavenet", "rnn", "gru", "lstm", "bow",
+         "transformer", "best")  # simplest first; presets not named here follow
 TARGETS = {  # issue 5's targets, printed next to the figures
     "bigram-counts": "test ~2.45",
     "mlp-bn": "dev ~2.10",
@@ -67,6 +72,11 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def table_order() -> list[str]:
+    names = preset_names()
+    return [n for n in ORDER if n in names] + [n for n in names if n not in ORDER]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", nargs="*", default=None, help="presets to train (default: all)")
@@ -74,10 +84,17 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: each preset's own, as `charlab train` uses)")
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON document")
+    parser.add_argument("--table", nargs="+", metavar="JSON", default=None,
+                        help="train nothing: print one table of the rows in these saved --json outputs "
+                             "(runs split over several processes), in preset order")
     args = parser.parse_args(argv)
     if not args.scale > 0:
         parser.error("--scale must be positive")
-    presets = args.presets or preset_names()
+    if args.table:
+        rows = [row for path in args.table for row in json.loads(Path(path).read_text())["rows"]]
+        print(table(sorted(rows, key=lambda r: table_order().index(r["preset"]))))
+        return 0
+    presets = args.presets or table_order()
     start = time.perf_counter()
     rows = [run_preset(p, args.scale, args.threads) for p in presets]
     if args.json:

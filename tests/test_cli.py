@@ -188,6 +188,9 @@ BAD_FLAGS = {
     "steps-negative": (["--steps", "-1"], r"--steps must not be negative"),
     "steps-not-a-number": (["--steps", "many"], r"--steps.*invalid int"),
     "batch-one-with-batchnorm": (["--batch-size", "1"], r"--batch-size must be at least 2 with BatchNorm"),
+    "length-buckets-on-windows": (["--length-buckets", "4"], r"--length-buckets .* sequence models"),
+    "members-zero": (["--members", "0"], r"--members must be at least 1"),
+    "recurrent-dropout-one": (["--preset", "lstm", "--recurrent-dropout", "1"], r"--recurrent-dropout must be in"),
 }
 
 

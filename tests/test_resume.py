@@ -28,12 +28,12 @@ STEPS = 300
 STOP_AT = 150  # the step at which the interrupted run receives its signal
 EVAL_INTERVAL = 100
 CONFIGS = {  # the lecture's SGD with BatchNorm buffers; AdamW state, plateau schedule state, clipping;
-    # dropout masks drawn from the model's generators
+    # dropout masks drawn from the model's generators, batches drawn by length
     "mlp-bn-sgd": dict(preset="mlp-bn"),
     "mlp-adamw-plateau": dict(preset="mlp", optimizer="adamw", lr=0.01, schedule="plateau", patience=1,
                               grad_clip=1.0, checkpoint_interval=40),
     "mlp-bn-eager-fast-path": dict(preset="mlp-bn", fast_path="eager"),
-    "lstm-dropout": dict(preset="lstm", dropout=0.3, recurrent_dropout=0.2),  # the model's own generators
+    "lstm-dropout-buckets": dict(preset="lstm", dropout=0.3, recurrent_dropout=0.2, length_buckets=4),
 }
 KILL_STEPS = 2000  # long enough to be killed mid-run, short enough for the < 40 s budget
 KILL_ITEMS = 300  # a small word list: a subprocess spends its time training, not preparing data

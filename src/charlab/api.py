@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from charlab import checkpoint, devices, distributed, rundir
+from charlab import batches, checkpoint, devices, distributed, rundir
 from charlab.config import DEFAULT_PRESET, ModelConfig, TrainConfig, load_preset, validate
 from charlab.data import SPLITS, Vocab, build_examples, read_items
 from charlab.errors import CharlabError
@@ -105,9 +105,10 @@ def train(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: str
     train_cfg.device = devices.resolve(train_cfg.device)
     device = distributed.local_device(train_cfg.device)
     main = distributed.is_main()  # under torchrun only rank 0 writes and shows progress
-    out_dir = rundir.create_run_dir(out, overwrite) if out is not None and main else None
     init_generator = torch.Generator().manual_seed(train_cfg.seed)
     model = build_model(model_cfg, init_generator).to(device)  # initialised on the CPU, then moved
+    batches.check_supported(model.example_kind, train_cfg.length_buckets)
+    out_dir = rundir.create_run_dir(out, overwrite) if out is not None and main else None
     examples = split_examples(splits, vocab, model, device)
     bar = ProgressBar(vocab.size, enabled=progress and main)
     if diagnose:

@@ -77,9 +77,7 @@ def restore(trainer, good: GoodState) -> None:
 
 def draw_batch(trainer) -> tuple[torch.Tensor, torch.Tensor]:
     """The next training batch, drawn exactly as ``Trainer.fit`` draws it."""
-    train = trainer.train_examples
-    ix = torch.randint(0, len(train), (trainer.cfg.batch_size,), generator=trainer.generator)  # (B,)
-    return train.rows(ix)
+    return trainer.train_examples.rows(trainer.sampler.draw())
 
 
 def _tensors(output) -> list[torch.Tensor]:

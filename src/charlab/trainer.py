@@ -1,7 +1,7 @@
 """One training loop for every model. It emits events to observers and knows nothing of printing,
 diagnostics or files: those are observers (``progress.py``, ``diagnostics/``, ``checkpoint.py``).
 
-The loop is the lecture's: sample a batch of example indices with the seeded generator, forward,
+The loop is the lecture's: sample a batch of example indices with the seeded generator (``batches.py``), forward,
 backward, optimizer step, with the learning rate from ``schedule.py``. The loss of every step is kept
 on the device in a preallocated tensor (no ``.item()`` per step); the dev split is evaluated every
 ``eval_interval`` steps and at the end, and the weights with the best dev loss are kept.
@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from charlab.batches import BatchSampler
 from charlab.config import TrainConfig
 from charlab.data import Examples
 from charlab.evaluate import split_loss
@@ -100,6 +101,7 @@ class Trainer:
         self.optimizer = make_optimizer(model, cfg) if model.trained_by_gradient else None
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.generator = batch_generator(cfg.seed)
+        self.sampler = BatchSampler(train, cfg.batch_size, self.generator, getattr(cfg, "length_buckets", 0))
         self.state = TrainState()
         self.step_losses = torch.zeros(0)  # per-step losses of the running fit, kept on the device
         self.fit_start = 0  # the step that fit started at: step_losses holds steps fit_start..state.step
@@ -180,7 +182,8 @@ class Trainer:
             _, loss = self.model(x, y)
             for p in self.params:
                 p.grad = None
-            loss.backward()
+            weight = self.sampler.loss_weight(y)  # 1 unless batches are drawn by length (batches.py)
+            (loss * weight if weight != 1.0 else loss).backward()
         self._emit("on_after_backward", step)
         if self.cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip, foreach=True)
@@ -217,14 +220,12 @@ class Trainer:
         if not self.model.trained_by_gradient:
             self.model.fit_counts(self.train_examples)
             self.state.step = self.fit_start = cfg.steps
-        n_examples = len(self.train_examples)
         while self.state.step < cfg.steps and not self.stop_requested:
             if self.fast is not None and self.fast.compiled is not None:
                 self._compiled_chunk()
             else:
                 step = self.state.step
-                ix = torch.randint(0, n_examples, (cfg.batch_size,), generator=self.generator)  # (B,)
-                loss = self.train_step(step, *self.train_examples.rows(ix))
+                loss = self.train_step(step, *self.train_examples.rows(self.sampler.draw()))
                 self.step_losses[step] = loss
                 self.state.step = step + 1
                 self._emit("on_step_end", step, loss)
