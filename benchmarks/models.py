@@ -44,11 +44,11 @@ def scaled_overrides(preset: str, scale: float) -> dict:
             "eval_interval": max(round(train.eval_interval * scale), 1)}
 
 
-def run_preset(preset: str, scale: float, threads: int | None) -> dict:
+def run_preset(preset: str, scale: float, threads: int | None, splits: tuple[str, ...] = SPLITS) -> dict:
     row = {"preset": preset}
     overrides = scaled_overrides(preset, scale)
     torch.set_num_threads(threads or load_preset(preset)[1].threads)  # as `charlab train` would
-    for split in SPLITS:
+    for split in splits:
         result = charlab.train(preset=preset, split=split, n_samples=0, **overrides)
         summary = result.summary()
         members = f" x{summary['members']}" if summary["members"] > 1 else ""
@@ -83,6 +83,8 @@ def main(argv=None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of each preset's steps")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: each preset's own, as `charlab train` uses)")
+    parser.add_argument("--splits", nargs="+", choices=SPLITS, default=list(SPLITS),
+                        help="train on these splits only (a row's splits can come from several --json files)")
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON document")
     parser.add_argument("--table", nargs="+", metavar="JSON", default=None,
                         help="train nothing: print one table of the rows in these saved --json outputs "
@@ -91,12 +93,15 @@ def main(argv=None) -> int:
     if not args.scale > 0:
         parser.error("--scale must be positive")
     if args.table:
-        rows = [row for path in args.table for row in json.loads(Path(path).read_text())["rows"]]
-        print(table(sorted(rows, key=lambda r: table_order().index(r["preset"]))))
+        merged: dict[str, dict] = {}  # a preset's splits may come from different files
+        for path in args.table:
+            for row in json.loads(Path(path).read_text())["rows"]:
+                merged.setdefault(row["preset"], {}).update(row)
+        print(table(sorted(merged.values(), key=lambda r: table_order().index(r["preset"]))))
         return 0
     presets = args.presets or table_order()
     start = time.perf_counter()
-    rows = [run_preset(p, args.scale, args.threads) for p in presets]
+    rows = [run_preset(p, args.scale, args.threads, tuple(args.splits)) for p in presets]
     if args.json:
         json.dump({"scale": args.scale, "rows": rows}, sys.stdout, indent=1)
         sys.stdout.write("\n")

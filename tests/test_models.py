@@ -16,7 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from charlab.config import ModelConfig, TrainConfig, load_preset
+from charlab import api
+from charlab.config import ModelConfig, TrainConfig, load_preset, preset_names
 from charlab.data import BOUNDARY_ID, Vocab, build_examples, read_items
 from charlab.diagnostics.recorder import Recorder, leaf_layers
 from charlab.diagnostics.schedule import EVERY_STEP
@@ -78,6 +79,15 @@ def test_every_model_has_a_preset_and_the_issue_models_are_registered():
     assert expected <= set(MODEL_NAMES)
     for name in MODEL_NAMES:
         assert load_preset(name)[0].model == name
+
+
+@pytest.mark.parametrize("preset", preset_names())
+def test_every_preset_trains(preset, write_words):
+    """Each shipped preset, as `charlab train --preset NAME` resolves it, trains a few steps on a small
+    word list and ends finite: its fields, model and batching fit together."""
+    data = write_words("\n".join(TINY_ITEMS * 20))
+    result = api.train(data=data, preset=preset, steps=3, warmup_steps=0, eval_interval=3, n_samples=1)
+    assert all(math.isfinite(v) for v in result.losses.values()) and len(result.samples) == 1
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
