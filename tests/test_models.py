@@ -361,3 +361,20 @@ def test_ensemble_averages_its_members_probabilities(name, tiny, tmp_path):
     save_run(tmp_path, cfg, TrainConfig(), vocab, splits, model)
     with torch.no_grad():
         torch.testing.assert_close(load_run(tmp_path).model(ex.x)[0], logits)
+
+
+def test_ensemble_members_train_on_their_own_slices_of_the_batch(tiny):
+    """In training, member k sees the k-th half of the batch only: the loss is the mean of each
+    member's loss on its own half, and a member's gradient comes from its half alone."""
+    vocab, _ = tiny
+    cfg = preset_config("lstm", vocab.size, **SMALL, members=2, dropout=0.0)
+    model = build_model(cfg, torch.Generator().manual_seed(0))
+    ex = build_examples(TINY_ITEMS[:4], vocab, "sequence", cfg.block_size)
+    logits, loss = model(ex.x, ex.y)
+    halves = [model.members[i](ex.x[2 * i:2 * i + 2], ex.y[2 * i:2 * i + 2]) for i in range(2)]
+    torch.testing.assert_close(loss, (halves[0][1] + halves[1][1]) / 2)
+    torch.testing.assert_close(logits, torch.cat([halves[0][0], halves[1][0]]))
+    first = model.members[0].lm_head.weight
+    (grad,) = torch.autograd.grad(loss, first)
+    (own,) = torch.autograd.grad(halves[0][1] / 2, first)
+    torch.testing.assert_close(grad, own)
