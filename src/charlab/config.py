@@ -44,7 +44,8 @@ class ModelConfig:
         "help": "rnn/gru/lstm: dropout of h_{t-1} where it enters the gates, one mask per sequence (0: off)"})
     members: int = field(default=1, metadata={
         "help": "train this many independently initialised copies and average their predicted "
-                "probabilities (an ensemble; each step costs this many times more)"})
+                "probabilities (an ensemble); copy k learns from the k-th of this many slices of each "
+                "batch, so --batch-size is the total"})
     smoothing: float = field(default=1.0, metadata={
         "help": "add-k smoothing of the count bigram: k fake counts per pair (1: the lecture's)"})
     vocab_size: int = field(default=0, metadata={"help": None})
@@ -71,7 +72,7 @@ class TrainConfig:
     grad_clip: float = field(default=0.0, metadata={"help": "clip the gradient norm to this (0: off)"})
     length_buckets: int = field(default=0, metadata={
         "help": "sequence models: draw each batch from one of this many equal groups of items sorted by length "
-                "(less padding, ~1.4x faster on names; every item still drawn with probability 1/N, every "
+                "(less padding, ~1.3x faster on names; every item still drawn with probability 1/N, every "
                 "character weighted alike in expectation); 0: uniform batches"})
     eval_interval: int = field(default=10_000, metadata={"help": "steps between dev evaluations"})
     checkpoint_interval: int = field(default=0, metadata={

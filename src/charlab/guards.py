@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from charlab.stopping import TrainingStopped
-from charlab.trainer import Observer, model_generators
+from charlab.trainer import Observer, model_rng_states, set_model_rng_states
 
 CHECK_EVERY = 100  # steps between checks: one host read per 100 steps, at most 100 steps replayed
 NONFINITE_EXIT = 3  # exit status of a run stopped by a non-finite loss (2 is bad input)
@@ -61,7 +61,7 @@ def snapshot(trainer) -> GoodState:
     optimizer = copy.deepcopy(trainer.optimizer.state_dict()) if trainer.optimizer is not None else None
     return GoodState(trainer.state.step, {k: v.detach().clone() for k, v in trainer.model.state_dict().items()},
                      optimizer, trainer.generator.get_state(), torch.get_rng_state(), trainer.schedule.state_dict(),
-                     [g.get_state() for g in model_generators(trainer.model)])
+                     model_rng_states(trainer.model))
 
 
 def restore(trainer, good: GoodState) -> None:
@@ -71,8 +71,7 @@ def restore(trainer, good: GoodState) -> None:
     trainer.generator.set_state(good.batch_rng)
     torch.set_rng_state(good.torch_rng)
     trainer.schedule.load_state_dict(good.schedule)
-    for generator, rng in zip(model_generators(trainer.model), good.model_rng):
-        generator.set_state(rng)
+    set_model_rng_states(trainer.model, good.model_rng)
 
 
 def draw_batch(trainer) -> tuple[torch.Tensor, torch.Tensor]:

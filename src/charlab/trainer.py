@@ -85,6 +85,15 @@ def model_generators(model: torch.nn.Module) -> list[torch.Generator]:
     return list(found.values())
 
 
+def model_rng_states(model: torch.nn.Module) -> list[torch.Tensor]:
+    return [g.get_state() for g in model_generators(model)]  # each (n,) uint8
+
+
+def set_model_rng_states(model: torch.nn.Module, states: list[torch.Tensor]) -> None:
+    for generator, state in zip(model_generators(model), states):
+        generator.set_state(state)
+
+
 def batch_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed + BATCH_STREAM)
 
@@ -127,7 +136,7 @@ class Trainer:
                 "batch_rng": self.generator.get_state(),  # (n,) uint8
                 "torch_rng": torch.get_rng_state(),  # (n,) uint8: the global stream (dropout)
                 "cuda_rng": torch.cuda.get_rng_state() if torch.cuda.is_available() else None,
-                "model_rng": [g.get_state() for g in model_generators(self.model)],  # each (n,) uint8
+                "model_rng": model_rng_states(self.model),
                 "train_state": asdict(self.state),
                 "best_weights": {k: v.clone() for k, v in self.best_weights.items()}}
 
@@ -141,8 +150,7 @@ class Trainer:
         torch.set_rng_state(sd["torch_rng"])
         if sd.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state(sd["cuda_rng"])
-        for generator, rng in zip(model_generators(self.model), sd.get("model_rng", [])):
-            generator.set_state(rng)
+        set_model_rng_states(self.model, sd.get("model_rng", []))
         ts = sd["train_state"]
         self.state = TrainState(step=int(ts["step"]), losses=[float(x) for x in ts["losses"]],
                                 evals=[EvalRecord(**e) for e in ts["evals"]], best_dev=float(ts["best_dev"]),
