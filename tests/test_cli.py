@@ -190,6 +190,7 @@ BAD_FLAGS = {
     "batch-one-with-batchnorm": (["--batch-size", "1"], r"--batch-size must be at least 2 with BatchNorm"),
     "length-buckets-on-windows": (["--length-buckets", "4"], r"--length-buckets .* sequence models"),
     "members-zero": (["--members", "0"], r"--members must be at least 1"),
+    "batch-below-members": (["--members", "4", "--batch-size", "3"], r"--batch-size must be at least --members"),
     "recurrent-dropout-one": (["--preset", "lstm", "--recurrent-dropout", "1"], r"--recurrent-dropout must be in"),
 }
 

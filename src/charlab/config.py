@@ -167,6 +167,9 @@ def validate(model: ModelConfig, train: TrainConfig) -> None:
         raise CharlabError(f"--length-buckets must be 0 (off) or positive, got {train.length_buckets}")
     if model.members < 1:
         raise CharlabError(f"--members must be at least 1, got {model.members}")
+    if train.batch_size < model.members:
+        raise CharlabError(f"--batch-size must be at least --members ({model.members}): each member learns "
+                           f"from its own slice of the batch; got {train.batch_size}")
     for name in ("dropout", "recurrent_dropout"):
         if not 0 <= getattr(model, name) < 1:
             raise CharlabError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(model, name)}")

@@ -6,8 +6,8 @@ so ``--batch-size`` is the total and each member sees its own examples, as separ
 would: on names, two members sharing every batch averaged to a test loss 0.005 worse than two trained
 apart. The loss is the mean of the members' own losses, and the logits returned are, row by row,
 those of the member that learns from the row. Otherwise the ensemble's prediction is
-``log(mean_k softmax(logits_k))``, returned as its logits, so evaluation, scoring and sampling
-measure the averaged distribution without knowing it is one.
+``log(mean_k softmax(logits_k))``, returned as its logits with its cross-entropy as the loss, so
+evaluation, scoring and sampling measure the averaged distribution without knowing it is one.
 Averaging the distributions of models that overfit differently lowers the test loss below any
 member's (the members' errors are partly independent; the mean log-probability is concave).
 """
@@ -37,18 +37,16 @@ class Ensemble(CharModel):
         self.trained_by_gradient = first.trained_by_gradient
         self.members = nn.ModuleList(members)
 
+    def logits(self, idx: torch.Tensor) -> torch.Tensor:
+        return average_probabilities([member(idx)[0] for member in self.members])  # (B, V) or (B, T, V)
+
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        k = len(self.members)
-        if self.training and targets is not None and idx.shape[0] >= k:
-            slices = zip(self.members, idx.tensor_split(k), targets.tensor_split(k))
-            outputs = [member(x, y) for member, x, y in slices]  # K x (logits of B/K rows, loss)
-            logits = torch.cat([lg for lg, _ in outputs])  # (B, V) or (B, T, V)
-            return logits, torch.stack([loss for _, loss in outputs]).mean()
-        outputs = [member(idx, targets) for member in self.members]  # K x (logits, loss)
-        logits = average_probabilities([lg for lg, _ in outputs])  # (B, V) or (B, T, V)
-        if targets is None:
-            return logits, None
-        return logits, torch.stack([loss for _, loss in outputs]).mean()  # each member's own loss
+        if not (self.training and targets is not None):
+            return super().forward(idx, targets)  # the averaged distribution and its cross-entropy
+        slices = zip(self.members, idx.tensor_split(len(self.members)), targets.tensor_split(len(self.members)))
+        outputs = [member(x, y) for member, x, y in slices]  # K x (logits of B/K rows, loss)
+        logits = torch.cat([lg for lg, _ in outputs])  # (B, V) or (B, T, V)
+        return logits, torch.stack([loss for _, loss in outputs]).mean()
 
     def next_token_logits(self, context: torch.Tensor) -> torch.Tensor:
         return average_probabilities([m.next_token_logits(context) for m in self.members])  # (B, V)
