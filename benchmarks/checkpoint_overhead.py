@@ -17,10 +17,11 @@ from pathlib import Path
 
 import torch
 
-from charlab import api, checkpoint
+from charlab import api
+from charlab.training import checkpoint
 from charlab.data import SPLITS, build_examples
 from charlab.models import build_model
-from charlab.trainer import Trainer
+from charlab.training.loop import Trainer
 
 EVAL_INTERVAL = 1000  # a checkpoint per evaluation, as in a real run (default 10,000: fewer still)
 

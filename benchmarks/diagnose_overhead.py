@@ -23,7 +23,7 @@ import torch
 
 import charlab
 from charlab.diagnostics.recorder import Recorder
-from charlab.diagnostics.schedule import DEFAULT_SCHEDULE, EVERY_STEP
+from charlab.diagnostics.sampling import DEFAULT_SCHEDULE, EVERY_STEP
 
 PRESET = "mlp-bn"
 THREADS = 1  # TrainConfig.threads default: the lecture's small matrices are fastest on one thread

@@ -1,7 +1,7 @@
 """Inference speed of a folded model against the unfolded one, on the dev set.
 
 For each preset (``deep-bn``: 5 BatchNorms, ``mlp-bn``: 1), a short training run gives non-trivial
-running statistics; the BatchNorms are folded (``charlab.fold.fold_batchnorm``) and both models run
+running statistics; the BatchNorms are folded (``charlab.inference.fold.fold_batchnorm``) and both models run
 the whole dev set in eval mode, interleaved, ``--repeats`` times each. The speedup is the ratio of
 the medians (unfolded / folded). The max |logits difference| is reported next to it.
 
@@ -24,8 +24,8 @@ import torch
 
 import charlab
 from charlab.data import build_examples
-from charlab.evaluate import eval_mode
-from charlab.fold import fold_batchnorm
+from charlab.inference.evaluate import eval_mode
+from charlab.inference.fold import fold_batchnorm
 
 PRESETS = ("deep-bn", "mlp-bn")
 THREADS = 1  # TrainConfig.threads default: the lecture's small matrices are fastest on one thread

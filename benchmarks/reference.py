@@ -27,8 +27,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from charlab.data import read_items, split_items
-from charlab.init_schemes import OUTPUT_BIAS_SCALE, OUTPUT_WEIGHT_SCALE, TANH_GAIN
+from charlab.data import read_items
+from charlab.data.splits import split_items
+from charlab.nn.init import OUTPUT_BIAS_SCALE, OUTPUT_WEIGHT_SCALE, TANH_GAIN
 
 BLOCK_SIZE = 3  # the lecture's context length
 N_EMBD = 10  # the lecture's embedding size
@@ -38,7 +39,7 @@ BN_MOMENTUM = 0.001  # the notebook's 0.999 * running + 0.001 * batch
 BN_EPS = 1e-5  # torch's BatchNorm1d epsilon (charlab's semantics)
 LR_HIGH, LR_LOW = 0.1, 0.01  # the lecture's step decay: 0.1 for the first half, then 0.01
 LOG_EVERY = 10_000  # the lecture prints the loss every 10k steps
-MAX_NAME_LEN = 64  # matches charlab.sample.MAX_SAMPLE_LEN
+MAX_NAME_LEN = 64  # matches charlab.inference.sample.MAX_SAMPLE_LEN
 
 
 def build_dataset(words: list[str], stoi: dict[str, int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from charlab.cli import main
+from charlab.cli.main import main
 
 RESULTS = Path(__file__).resolve().parent / "results" / "speed.json"
 REFERENCE = Path(__file__).resolve().parent / "reference.py"

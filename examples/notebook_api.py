@@ -15,10 +15,10 @@ from pathlib import Path
 import charlab
 from charlab.diagnostics import plots
 from charlab.diagnostics.health import check
-from charlab.diagnostics.schedule import SampleSchedule
+from charlab.diagnostics.sampling import SampleSchedule
 from charlab.diagnostics.recorder import Recorder
-from charlab.report import write_report
-from charlab.sample import sample_texts
+from charlab.report.page import write_report
+from charlab.inference.sample import sample_texts
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("--steps", type=int, default=2000, help="training steps (the lecture trains 200,000)")

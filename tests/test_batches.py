@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from charlab.batches import BatchSampler
+from charlab.data.batches import BatchSampler
 from charlab.data import IGNORE_INDEX, Vocab, build_sequences, build_windows
 from charlab.errors import CharlabError
 

@@ -11,14 +11,15 @@ import pytest
 import torch
 from safetensors.torch import load
 
-from charlab import api, checkpoint
-from charlab.checkpoint import BEST, LAST, Checkpointer, checkpoint_path, decode, encode, load_checkpoint
-from charlab.cli import main
+from charlab import api
+from charlab.training import checkpoint
+from charlab.training.checkpoint import BEST, LAST, Checkpointer, checkpoint_path, decode, encode, load_checkpoint
+from charlab.cli.main import main
 from charlab.config import ModelConfig, TrainConfig
 from charlab.data import Vocab, build_examples
-from charlab.guards import NONFINITE_EXIT, NonFinite, all_finite
+from charlab.training.nonfinite import NONFINITE_EXIT, NonFinite, all_finite
 from charlab.models import build_model
-from charlab.trainer import Trainer
+from charlab.training.loop import Trainer
 
 ITEMS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"]
 SEED = 7

@@ -17,11 +17,11 @@ import subprocess
 
 import pytest
 
-from charlab.cli import main
+from charlab.cli.main import main
 from charlab.data import build_examples
-from charlab.evaluate import item_scores
+from charlab.inference.evaluate import item_scores
 from charlab.rundir import CONFIG, METRICS, REQUIRED, SAMPLES, VOCAB, WEIGHTS, load_run, read_metrics
-from charlab.sample import sample_texts
+from charlab.inference.sample import sample_texts
 
 CLI_STEPS = 200  # enough to move off the uniform prediction; a couple of seconds
 NOVELTY_SAMPLES = 300  # enough that some samples are real names (in a split) and some new

@@ -7,17 +7,8 @@ import random
 import pytest
 import torch
 
-from charlab.data import (
-    BOUNDARY_ID,
-    IGNORE_INDEX,
-    SPLITS,
-    Vocab,
-    build_examples,
-    build_sequences,
-    build_windows,
-    read_items,
-    split_items,
-)
+from charlab.data import BOUNDARY_ID, IGNORE_INDEX, SPLITS, Vocab, build_examples, build_sequences, build_windows, read_items
+from charlab.data.splits import split_items
 from charlab.errors import CharlabError
 
 LECTURE_WINDOW_COUNTS = {"train": 182_625, "dev": 22_655, "test": 22_866}  # makemore part 3, seed 42

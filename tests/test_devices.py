@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import charlab
-from charlab.cli import main
-from charlab.devices import available, resolve
+from charlab.cli.main import main
+from charlab.training.devices import available, resolve
 from charlab.errors import CharlabError
 
 

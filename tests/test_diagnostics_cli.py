@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from charlab.cli import main
+from charlab.cli.main import main
 
 TINY = ("--steps", "30", "--eval-interval", "1000", "--samples", "0", "--json")
 

@@ -11,8 +11,8 @@ import charlab
 from charlab.diagnostics.health import check, worst
 from charlab.diagnostics.probe import full_pass
 from charlab.diagnostics.recorder import Recorder
-from charlab.diagnostics.schedule import SampleSchedule
-from charlab.layers import Linear
+from charlab.diagnostics.sampling import SampleSchedule
+from charlab.nn.layers import Linear
 
 STEPS = 25  # enough sampled steps for the LATEST window; the lecture's problems show from step 0
 SCHEDULE = SampleSchedule(every=10, dense=3)
@@ -66,7 +66,7 @@ def rules_of(model, train_cfg_overrides=None, steps=STEPS) -> list:
     """Verdicts of a short training of a hand-modified model (built by charlab.train's pieces)."""
     from charlab.api import prepare_data, resolve_config
     from charlab.data import build_examples
-    from charlab.trainer import Trainer
+    from charlab.training.loop import Trainer
     _, cfg = resolve_config("mlp-bn", steps=steps, schedule="constant", eval_interval=1000,
                             **(train_cfg_overrides or {}))
     vocab, splits = prepare_data(None, cfg.seed)

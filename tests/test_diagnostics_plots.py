@@ -12,7 +12,7 @@ from matplotlib.figure import Figure  # noqa: E402
 import charlab  # noqa: E402
 from charlab.diagnostics import plots  # noqa: E402
 from charlab.diagnostics.recorder import DIAGNOSTICS_FILE, Recorder, read_records  # noqa: E402
-from charlab.diagnostics.schedule import SampleSchedule  # noqa: E402
+from charlab.diagnostics.sampling import SampleSchedule  # noqa: E402
 
 
 @pytest.fixture(scope="module")

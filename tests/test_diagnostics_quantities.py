@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from charlab.diagnostics import quantities as q
-from charlab.diagnostics.schedule import SampleSchedule
+from charlab.diagnostics.sampling import SampleSchedule
 
 
 def test_saturation_fraction_counts_strictly_above_threshold():

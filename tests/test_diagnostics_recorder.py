@@ -13,10 +13,10 @@ from charlab.config import TrainConfig
 from charlab.data import Examples
 from charlab.diagnostics import quantities as q
 from charlab.diagnostics.recorder import DIAGNOSTICS_FILE, Recorder, leaf_layers, read_records
-from charlab.diagnostics.schedule import SampleSchedule
-from charlab.layers import Linear, Sequential, Tanh
+from charlab.diagnostics.sampling import SampleSchedule
+from charlab.nn.layers import Linear, Sequential, Tanh
 from charlab.models.base import WindowModel
-from charlab.schedule import Schedule
+from charlab.training.lr_schedule import Schedule
 
 
 class TinyNet(WindowModel):

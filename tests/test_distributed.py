@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 import charlab
 from charlab.rundir import METRICS, REQUIRED, SAMPLES
-from charlab.trainer import Observer
+from charlab.training.loop import Observer
 
 PROCESSES = 2
 TOLERANCE = 1e-5  # float32 sums taken in another order (two half-batches, all-reduced) round differently
@@ -99,8 +99,8 @@ def test_sync_stats_in_a_one_process_group_is_torch_batchnorm(tmp_path):
     input gradients and running statistics of torch.nn.BatchNorm1d."""
     import torch.distributed as dist
 
-    from charlab.batchnorm import BatchNorm1d
-    from charlab.distributed import SyncStats
+    from charlab.nn.batchnorm import BatchNorm1d
+    from charlab.training.distributed import SyncStats
 
     store = dist.FileStore(str(tmp_path / "store"), 1)
     dist.init_process_group("gloo", store=store, rank=0, world_size=1)

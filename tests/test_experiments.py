@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from charlab.cli import main
+from charlab.cli.main import main
 from charlab.data import read_items
 from charlab.experiments import gain, init_ladder, lr, zero_init
 from charlab.experiments.runner import write_outputs

@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 import charlab
-from charlab.batchnorm import BatchNorm1d
-from charlab.cli import main
+from charlab.nn.batchnorm import BatchNorm1d
+from charlab.cli.main import main
 from charlab.data import build_examples
 from charlab.errors import CharlabError
-from charlab.fold import count_batchnorms, fold_batchnorm
-from charlab.layers import Embedding, FlattenConsecutive, Linear, Sequential, Tanh
+from charlab.inference.fold import count_batchnorms, fold_batchnorm
+from charlab.nn.layers import Embedding, FlattenConsecutive, Linear, Sequential, Tanh
 from charlab.rundir import load_run
 
 TRAIN_STEPS = 200  # enough for running statistics far from their (0, 1) start

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from charlab.data import BOUNDARY_ID, Vocab, build_windows, encode_items, read_items
 from charlab.errors import CharlabError
-from charlab.escape import html_text, markdown_cell, terminal
+from charlab.report.escape import html_text, markdown_cell, terminal
 
 EXAMPLES = 150  # per property: enough to hit odd code points, quick on one core
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

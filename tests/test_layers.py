@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from charlab.batchnorm import BatchNorm1d
-from charlab.layers import Embedding, FlattenConsecutive, Linear, Sequential, Tanh
+from charlab.nn.batchnorm import BatchNorm1d
+from charlab.nn.layers import Embedding, FlattenConsecutive, Linear, Sequential, Tanh
 
 DTYPE = torch.float64
 BN_TRAIN_STEPS = 4  # enough updates for the running buffers to drift far from (0, 1)

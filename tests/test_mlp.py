@@ -7,19 +7,13 @@ import math
 import pytest
 import torch
 
-from charlab.batchnorm import BatchNorm1d
+from charlab.nn.batchnorm import BatchNorm1d
 from charlab.config import ModelConfig, load_preset
-from charlab.data import BOUNDARY_ID, Vocab, build_windows, split_items
+from charlab.data import BOUNDARY_ID, Vocab, build_windows
+from charlab.data.splits import split_items
 from charlab.errors import CharlabError
-from charlab.init_schemes import (
-    HIDDEN_BIAS_SCALE,
-    HIDDEN_WEIGHT_SCALE_FIX_TANH,
-    OUTPUT_WEIGHT_SCALE,
-    SCHEMES,
-    TANH_GAIN,
-    apply_init,
-)
-from charlab.layers import Embedding, Linear, Tanh
+from charlab.nn.init import HIDDEN_BIAS_SCALE, HIDDEN_WEIGHT_SCALE_FIX_TANH, OUTPUT_WEIGHT_SCALE, SCHEMES, TANH_GAIN, apply_init
+from charlab.nn.layers import Embedding, Linear, Tanh
 from charlab.models import build_model
 
 INIT_LOSS_TOL = 0.1  # the issue: loss at init within 0.1 of -ln(1/27) for kaiming

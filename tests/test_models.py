@@ -20,15 +20,16 @@ from charlab import api
 from charlab.config import ModelConfig, TrainConfig, load_preset, preset_names
 from charlab.data import BOUNDARY_ID, Vocab, build_examples, read_items
 from charlab.diagnostics.recorder import Recorder, leaf_layers
-from charlab.diagnostics.schedule import EVERY_STEP
+from charlab.diagnostics.sampling import EVERY_STEP
 from charlab.models import build_model
 from charlab.models.registry import load_all
-from charlab.rnn_cells import LSTMCell, RNNCell
+from charlab.nn.recurrent import LSTMCell, RNNCell
 from charlab.rundir import load_run, save_run
-from charlab.sample import sample_texts
-from charlab.splits import MAKEMORE_SEED, make_splits, makemore_split
-from charlab.trainer import Trainer
-from charlab.transformer_layers import CausalSelfAttention, LayerNorm
+from charlab.inference.sample import sample_texts
+from charlab.data.splits import MAKEMORE_SEED, make_splits, makemore_split
+from charlab.training.loop import Trainer
+from charlab.nn.attention import CausalSelfAttention
+from charlab.nn.layers import LayerNorm
 
 MODEL_NAMES = sorted(load_all())
 TINY_ITEMS = ["emma", "olivia", "ava", "isabella", "sophia"]  # longest 8 + boundary fits block 16

@@ -15,9 +15,9 @@ from matplotlib.figure import Figure
 from playwright.sync_api import sync_playwright
 
 import charlab
-from charlab.cli import main
+from charlab.cli.main import main
 from charlab.experiments.runner import Column, ExperimentResult, write_outputs
-from charlab.report import REPORT, build_report
+from charlab.report.page import REPORT, build_report
 from charlab.rundir import METRICS, SAMPLES, read_metrics
 
 CHROMIUM = "/usr/bin/chromium"

@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from charlab import api
-from charlab.checkpoint import checkpoint_path, load_checkpoint
-from charlab.cli import main
+from charlab.training.checkpoint import checkpoint_path, load_checkpoint
+from charlab.cli.main import main
 from charlab.errors import CharlabError
 from charlab.rundir import WEIGHTS, load_weights, read_metrics, read_run_meta
-from charlab.stopping import TrainingStopped
-from charlab.trainer import Observer
+from charlab.training.stopping import TrainingStopped
+from charlab.training.loop import Observer
 
 from conftest import cli_env
 

@@ -16,15 +16,16 @@ from pathlib import Path
 import pytest
 import torch
 
-import charlab.fastpath as fastpath
+import charlab.training.hand_backward as fastpath
 from charlab.api import resolve_config
-from charlab.data import Vocab, build_examples, read_items, split_items
+from charlab.data import Vocab, build_examples, read_items
+from charlab.data.splits import split_items
 from charlab.errors import CharlabError
 from charlab.models import build_model
-from charlab import sample as sample_module
-from charlab.sample import sample_ids
-from charlab.sample_table import LogitTable, all_windows, worth_a_table
-from charlab.trainer import Observer, Trainer
+from charlab.inference import sample as sample_module
+from charlab.inference.sample import sample_ids
+from charlab.inference.window_cache import LogitTable, all_windows, worth_a_table
+from charlab.training.loop import Observer, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSS_ATOL = 1e-6  # float32 rounding: the paths differ only in the order of additions

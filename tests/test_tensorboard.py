@@ -11,11 +11,11 @@ import torch
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from charlab.cli import main
-from charlab.diagnostics.schedule import DEFAULT_SCHEDULE
-from charlab.schedule import Schedule
+from charlab.cli.main import main
+from charlab.diagnostics.sampling import DEFAULT_SCHEDULE
+from charlab.training.lr_schedule import Schedule
 from charlab.rundir import load_run
-from charlab.tensorboard import SCALAR_EVERY
+from charlab.diagnostics.tensorboard import SCALAR_EVERY
 
 STEPS = 250  # two full loss windows of SCALAR_EVERY and a partial one; the final eval is the only one
 HIDDEN = 32

@@ -10,13 +10,14 @@ import torch
 import charlab
 from charlab.api import resolve_config
 from charlab.config import TrainConfig
-from charlab.data import SPLITS, Vocab, build_examples, split_items
-from charlab.evaluate import split_loss
-from charlab.layers import Linear
+from charlab.data import SPLITS, Vocab, build_examples
+from charlab.data.splits import split_items
+from charlab.inference.evaluate import split_loss
+from charlab.nn.layers import Linear
 from charlab.models import build_model
 from charlab.rundir import load_run, read_metrics
-from charlab.schedule import Schedule
-from charlab.trainer import Observer, Trainer
+from charlab.training.lr_schedule import Schedule
+from charlab.training.loop import Observer, Trainer
 
 SHORT_STEPS = 300  # enough for mlp-bn to fall well below its init loss of ~3.3 on names
 LEARNED_LOSS = 2.9  # after SHORT_STEPS the loss is ~2.6-2.7; at init ~3.3

@@ -15,10 +15,10 @@ import torch
 from safetensors.torch import save
 
 from charlab import api
-from charlab.checkpoint import checkpoint_path
-from charlab.cli import main
-from charlab.escape import html_text, markdown_cell, terminal
-from charlab.integrity import looks_like_pickle, read_head
+from charlab.training.checkpoint import checkpoint_path
+from charlab.cli.main import main
+from charlab.report.escape import html_text, markdown_cell, terminal
+from charlab.rundir.integrity import looks_like_pickle, read_head
 from charlab.rundir import CONFIG, METRICS, VOCAB, WEIGHTS, load_weights, read_metrics
 
 STEPS = 40

@@ -1,5 +1,5 @@
 import sys
 
-from charlab.cli import main
+from charlab.cli.main import main
 
 sys.exit(main())

@@ -15,17 +15,20 @@ from pathlib import Path
 
 import torch
 
-from charlab import batches, checkpoint, devices, distributed, rundir
+from charlab.data import batches
+from charlab.training import checkpoint, devices, distributed
+from charlab import rundir
 from charlab.config import DEFAULT_PRESET, ModelConfig, TrainConfig, load_preset, validate
 from charlab.data import SPLITS, Vocab, build_examples, read_items
 from charlab.errors import CharlabError
-from charlab.evaluate import split_loss
+from charlab.inference.evaluate import split_loss
 from charlab.models import build_model
-from charlab.progress import ProgressBar, expected_init_loss
-from charlab.sample import sample_texts
-from charlab.splits import make_splits
+from charlab.training.progress import ProgressBar
+from charlab.models.base import expected_init_loss
+from charlab.inference.sample import sample_texts
+from charlab.data.splits import make_splits
 from charlab.diagnostics.recorder import Recorder
-from charlab.trainer import Observer, Trainer
+from charlab.training.loop import Observer, Trainer
 
 DEFAULT_SAMPLES = 20  # samples printed and saved at the end of training
 

@@ -6,15 +6,7 @@ values as JSON lines) and *drawing* (figures made from the saved records alone).
 records into verdicts that name a cause and a fix.
 """
 
-from charlab.diagnostics.quantities import (
-    DEAD_THRESHOLD,
-    SATURATION_THRESHOLD,
-    dead_units,
-    grad_data_ratio,
-    saturation_fraction,
-    summary,
-    update_data_ratio,
-)
+from charlab.diagnostics.quantities import DEAD_THRESHOLD, SATURATION_THRESHOLD, dead_units, grad_data_ratio, saturation_fraction, summary, update_data_ratio
 
 __all__ = [
     "DEAD_THRESHOLD",

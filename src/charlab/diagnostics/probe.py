@@ -18,7 +18,7 @@ from torch import nn
 
 from charlab.data import Examples
 from charlab.diagnostics import quantities as q
-from charlab.evaluate import EVAL_CHUNK, eval_mode
+from charlab.inference.evaluate import EVAL_CHUNK, eval_mode
 
 PROBE_STREAM = 3  # the probe batch's generator is seeded with seed + 3, apart from init and batches
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from charlab.progress import expected_init_loss  # noqa: F401  (-ln(1/V), re-exported here)
+from charlab.models.base import expected_init_loss  # noqa: F401  (-ln(1/V), re-exported here)
 
 SATURATION_THRESHOLD = 0.97  # lecture: a tanh output this close to ±1 passes almost no gradient (1 - t² < 0.06)
 DEAD_THRESHOLD = 0.99  # lecture: a tanh unit beyond this on *every* example never learns (1 - t² < 0.02)

@@ -25,12 +25,12 @@ import torch
 from torch import nn
 
 from charlab.diagnostics import quantities as q
-from charlab.distributed import unwrap_view
+from charlab.training.distributed import unwrap_view
 from charlab.diagnostics.probe import full_pass, is_batchnorm
-from charlab.diagnostics.schedule import DEFAULT_SCHEDULE, SampleSchedule
+from charlab.diagnostics.sampling import DEFAULT_SCHEDULE, SampleSchedule
 from charlab.errors import CharlabError
 from charlab.rundir import atomic_write_bytes
-from charlab.trainer import Observer
+from charlab.training.loop import Observer
 
 DIAGNOSTICS_FILE = "diagnostics.jsonl"
 

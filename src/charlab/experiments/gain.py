@@ -16,10 +16,9 @@ import matplotlib.pyplot as plt
 from charlab.config import DEFAULT_SEED
 from charlab.diagnostics.quantities import SATURATION_THRESHOLD
 from charlab.diagnostics.recorder import Recorder
-from charlab.experiments.layers import block_stats, hidden_blocks, meta_record
-from charlab.experiments.runner import (Column, ExperimentResult, data_name, recorded_steps, schedule_at_ends,
-                                       train_variant)
-from charlab.stopping import TrainingStopped
+from charlab.experiments.blocks import block_stats, hidden_blocks, meta_record
+from charlab.experiments.runner import Column, ExperimentResult, data_name, recorded_steps, schedule_at_ends, train_variant
+from charlab.training.stopping import TrainingStopped
 
 NAME = "gain"
 PRESET = "deep-bn"  # 5 hidden layers of 100 units, block size 3, embedding 10: the lecture's deep net

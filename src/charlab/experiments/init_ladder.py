@@ -16,9 +16,8 @@ import matplotlib.pyplot as plt
 from charlab.config import DEFAULT_SEED
 from charlab.diagnostics.quantities import SATURATION_THRESHOLD, bin_centres
 from charlab.diagnostics.recorder import Recorder
-from charlab.experiments.runner import (Column, ExperimentResult, data_name, recorded_steps, schedule_at_ends,
-                                       train_variant)
-from charlab.progress import expected_init_loss
+from charlab.experiments.runner import Column, ExperimentResult, data_name, recorded_steps, schedule_at_ends, train_variant
+from charlab.models.base import expected_init_loss
 
 NAME = "init-ladder"
 LECTURE_STEPS = 200_000

@@ -17,9 +17,9 @@ import matplotlib.pyplot as plt
 
 from charlab.config import DEFAULT_SEED
 from charlab.diagnostics.recorder import Recorder
-from charlab.diagnostics.schedule import SampleSchedule
+from charlab.diagnostics.sampling import SampleSchedule
 from charlab.experiments.runner import Column, ExperimentResult, data_name, train_variant
-from charlab.stopping import TrainingStopped
+from charlab.training.stopping import TrainingStopped
 
 NAME = "lr"
 PRESET = "deep-bn"  # the lecture looked at update:data on its deep BatchNorm net

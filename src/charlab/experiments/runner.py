@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from charlab import api  # noqa: E402
 from charlab.diagnostics.recorder import Recorder  # noqa: E402
-from charlab.diagnostics.schedule import SampleSchedule  # noqa: E402
+from charlab.diagnostics.sampling import SampleSchedule  # noqa: E402
 from charlab.errors import CharlabError  # noqa: E402
 from charlab.rundir import atomic_write_bytes, atomic_write_json  # noqa: E402
 

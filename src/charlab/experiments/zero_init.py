@@ -14,10 +14,9 @@ import torch
 from charlab.config import DEFAULT_SEED
 from charlab.data import build_examples
 from charlab.diagnostics.recorder import Recorder
-from charlab.experiments.layers import hidden_blocks, meta_record
-from charlab.experiments.runner import (Column, ExperimentResult, data_name, recorded_steps, schedule_at_ends,
-                                       train_variant)
-from charlab.trainer import Observer
+from charlab.experiments.blocks import hidden_blocks, meta_record
+from charlab.experiments.runner import Column, ExperimentResult, data_name, recorded_steps, schedule_at_ends, train_variant
+from charlab.training.loop import Observer
 
 NAME = "zero-init"
 PRESET = "deep-bn"  # the lecture's exercise is posed on its deep BatchNorm net

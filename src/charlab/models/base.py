@@ -3,7 +3,7 @@
 A model is a ``CharModel`` (a ``torch.nn.Module``) with:
 
 - ``vocab_size`` and ``block_size`` (the longest context it reads);
-- ``example_kind``: ``"window"`` or ``"sequence"`` - which examples it learns from (``data.py``):
+- ``example_kind``: ``"window"`` or ``"sequence"`` - which examples it learns from (``charlab.data.examples``):
 
   ============  =====================  ===================  ======================
   kind          ``idx``                ``targets``          ``logits``
@@ -18,12 +18,13 @@ A model is a ``CharModel`` (a ``torch.nn.Module``) with:
   far after the start boundary, ``context`` (B, t) with t >= 0. Sampling uses only this.
 - ``trained_by_gradient``: False for models fit by counting (they define ``fit_counts``).
 
-Layers are hand-written modules (``layers.py``, ``batchnorm.py``); diagnostics observe them through
+Layers are hand-written modules (``charlab.nn``); diagnostics observe them through
 hooks, so a model stores nothing for them.
 """
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -77,3 +78,16 @@ class SequenceModel(CharModel):
                            device=context.device)  # (B, 1)
         seq = torch.cat([start, context], dim=1)[:, -self.block_size:]  # (B, t+1)
         return self.logits(seq)[:, -1, :]  # (B, V)
+
+
+def expected_init_loss(vocab_size: int) -> float:
+    """Cross-entropy of a uniform prediction over the vocabulary: -ln(1/V)."""
+    return -math.log(1.0 / vocab_size)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's first parameter or buffer (the CPU for an empty model)."""
+    tensor = next(model.parameters(), None)
+    if tensor is None:
+        tensor = next(model.buffers(), None)
+    return tensor.device if tensor is not None else torch.device("cpu")

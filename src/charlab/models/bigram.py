@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from charlab.layers import Embedding
+from charlab.nn.layers import Embedding
 from charlab.models.base import WindowModel
 from charlab.models.registry import register
 

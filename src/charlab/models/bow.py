@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from charlab.init_schemes import apply_init
-from charlab.layers import Embedding, Linear, Tanh
+from charlab.nn.init import apply_init
+from charlab.nn.layers import Embedding, Linear, Tanh
 from charlab.models.base import SequenceModel
 from charlab.models.registry import register
 

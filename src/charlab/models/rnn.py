@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import torch
 
-from charlab.init_schemes import apply_init
-from charlab.layers import Embedding, Linear
+from charlab.nn.init import apply_init
+from charlab.nn.layers import Embedding, Linear
 from charlab.models.base import SequenceModel
 from charlab.models.registry import register
-from charlab.rnn_cells import CELLS
-from charlab.transformer_layers import Dropout, dropout_generator, dropout_mask
+from charlab.nn.recurrent import CELLS
+from charlab.nn.dropout import Dropout, dropout_generator, dropout_mask
 
 
 class RecurrentLM(SequenceModel):

@@ -12,11 +12,13 @@ import torch
 from torch import nn
 
 from charlab.errors import CharlabError
-from charlab.init_schemes import apply_init
-from charlab.layers import Embedding, Linear, Sequential
+from charlab.nn.init import apply_init
+from charlab.nn.layers import Embedding, Linear, Sequential
 from charlab.models.base import SequenceModel
 from charlab.models.registry import register
-from charlab.transformer_layers import GELU, CausalSelfAttention, Dropout, LayerNorm, dropout_generator
+from charlab.nn.layers import GELU, LayerNorm
+from charlab.nn.attention import CausalSelfAttention
+from charlab.nn.dropout import Dropout, dropout_generator
 
 MLP_EXPANSION = 4  # GPT's feed-forward width, 4 x n_embd
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import torch
 
-from charlab.batchnorm import BatchNorm1d
+from charlab.nn.batchnorm import BatchNorm1d
 from charlab.errors import CharlabError
-from charlab.init_schemes import apply_init
-from charlab.layers import Embedding, FlattenConsecutive, Linear, Sequential, Tanh
+from charlab.nn.init import apply_init
+from charlab.nn.layers import Embedding, FlattenConsecutive, Linear, Sequential, Tanh
 from charlab.models.base import WindowModel
 from charlab.models.registry import register
 

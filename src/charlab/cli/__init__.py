@@ -1,0 +1,1 @@
+"""cli: the ``charlab`` command; one module per subcommand in ``commands/``."""

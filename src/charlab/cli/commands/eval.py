@@ -1,0 +1,36 @@
+"""charlab eval: the mean loss per character of each split, in eval mode."""
+
+from __future__ import annotations
+
+from charlab.cli.args import add_json_flag, print_json
+from charlab.data import SPLITS, build_examples, read_items
+from charlab.inference.evaluate import split_loss
+from charlab.rundir import load_run
+from charlab.data.splits import make_splits
+
+NAME = "eval"
+ORDER = 30
+HELP = "loss per split of a run (its own splits, or another word list split the same way)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("run", metavar="RUN", help="run directory made by `charlab train`")
+    parser.add_argument("--data", metavar="FILE",
+                        help="evaluate on this word list, split as the run was (its --split and --seed)")
+    add_json_flag(parser)
+
+
+def run(args) -> int:
+    loaded = load_run(args.run)
+    train_cfg = loaded.train_cfg
+    splits = (loaded.splits if args.data is None
+              else make_splits(read_items(args.data), train_cfg.split, train_cfg.seed))
+    kind, block = loaded.model.example_kind, loaded.model_cfg.block_size
+    losses = {k: split_loss(loaded.model, build_examples(splits[k], loaded.vocab, kind, block))
+              if splits[k] else None for k in SPLITS}
+    if args.json:
+        print_json(losses)
+    else:
+        for k, v in losses.items():
+            print(f"{k:5s} {v:.4f}" if v is not None else f"{k:5s} (empty)")
+    return 0

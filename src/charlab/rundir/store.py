@@ -1,0 +1,173 @@
+"""Saving and loading a run directory (its layout: ``layout.py``); nothing is ever unpickled."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from charlab.config import ModelConfig, TrainConfig, from_dict, to_dict, validate
+from charlab.data import Vocab
+from charlab.errors import CharlabError
+from charlab.rundir.integrity import DIGEST_KEY, check_digest, read_head, refuse_pickle, tensor_digest
+from charlab.models import build_model
+from charlab.rundir.atomic import atomic_save_tensors, atomic_write_json
+from charlab.rundir.layout import CONFIG, FORMAT_VERSION, META_FILES, METRICS, REQUIRED, SPLITS_FILE, VOCAB, WEIGHTS
+
+def create_run_dir(out: str | Path, overwrite: bool = False) -> Path:
+    """Make ``out``; refuse one that already holds files unless ``overwrite`` (nothing is lost)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CharlabError(f"--out {out} is a file; pass a directory path")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise CharlabError(f"run directory {out} already exists and is not empty; "
+                           "choose another --out or pass --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / METRICS).unlink(missing_ok=True)  # appended to, not replaced: an old run's lines would mix in
+    return out
+
+
+def default_run_dir(preset: str, root: str | Path = "runs") -> Path:
+    """``runs/PRESET``, or ``runs/PRESET-2``, ``-3``... if taken."""
+    root = Path(root)
+    candidate, n = root / preset, 1
+    while candidate.exists() and any(candidate.iterdir()):
+        n += 1
+        candidate = root / f"{preset}-{n}"
+    return candidate
+
+
+def _read_json(run: Path, name: str):
+    path = run / name
+    data = path.read_bytes()
+    refuse_pickle(path, data)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise CharlabError(f"{path} is not valid JSON (corrupted or not a charlab file); "
+                           "re-create the run with `charlab train`") from None
+
+
+@dataclass
+class Run:
+    """A loaded run: its directory, configs, vocabulary, splits and model (eval-ready)."""
+
+    path: Path
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    vocab: Vocab
+    splits: dict[str, list[str]]
+    model: torch.nn.Module
+    meta: dict
+
+
+def check_run_dir(run: str | Path, required: tuple[str, ...] = REQUIRED) -> Path:
+    run = Path(run)
+    if not run.is_dir():
+        raise CharlabError(f"run directory {run} does not exist; pass a directory made by `charlab train`")
+    missing = [name for name in required if not (run / name).is_file()]
+    if missing:
+        raise CharlabError(f"run directory {run} lacks {', '.join(missing)}; "
+                           "pass a complete run directory made by `charlab train`")
+    return run
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file, its checksum verified; pickles refused, never unpickled."""
+    refuse_pickle(path, read_head(path))
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata()
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CharlabError(f"{path} is not a readable safetensors file ({str(err).splitlines()[0][:80]}); "
+                           "the weights are corrupted or truncated: re-create the run") from None
+    check_digest(path, tensors, metadata)
+    return tensors
+
+
+def load_run(run: str | Path, weights: str = WEIGHTS) -> Run:
+    """Rebuild the model from a run directory alone; never executes code from its files."""
+    run = check_run_dir(run)
+    meta, model_cfg, train_cfg, vocab, splits = read_run_meta(run)
+    model = build_model(model_cfg)
+    state = load_weights(run / weights)
+    expected = model.state_dict()
+    mismatch = sorted(set(expected) ^ set(state)) or [
+        k for k in expected if tuple(expected[k].shape) != tuple(state[k].shape)]
+    if mismatch:
+        raise CharlabError(f"{run / weights} does not match the run's config and vocabulary "
+                           f"(e.g. {mismatch[0]}); re-create the run")
+    model.load_state_dict(state)
+    model.eval()
+    return Run(run, model_cfg, train_cfg, vocab, splits, model, meta)
+
+
+def read_run_meta(run: str | Path) -> tuple[dict, ModelConfig, TrainConfig, Vocab, dict[str, list[str]]]:
+    """config.json, vocab.json and splits.json, checked (what a resume needs besides a checkpoint)."""
+    run = check_run_dir(run, META_FILES)
+    meta = _read_json(run, CONFIG)
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        found = meta.get("format_version") if isinstance(meta, dict) else None
+        raise CharlabError(f"{run / CONFIG} has format version {found!r}, this charlab reads version "
+                           f"{FORMAT_VERSION}; re-create the run with this charlab")
+    try:
+        model_cfg, train_cfg = from_dict(meta)
+        validate(model_cfg, train_cfg)
+    except (TypeError, AttributeError, ValueError) as err:
+        raise CharlabError(f"{run / CONFIG} is malformed ({str(err)[:80]}); re-create the run") from None
+    vocab = Vocab.from_json(_read_json(run, VOCAB))
+    if vocab.size != model_cfg.vocab_size:
+        raise CharlabError(f"{run / VOCAB} has {vocab.size} symbols but the config says "
+                           f"{model_cfg.vocab_size}; the run directory is inconsistent: re-create it")
+    splits = _read_json(run, SPLITS_FILE)
+    if not isinstance(splits, dict) or not all(
+            isinstance(splits.get(k), list) and all(isinstance(i, str) for i in splits[k])
+            for k in ("train", "dev", "test")):
+        raise CharlabError(f"{run / SPLITS_FILE} is malformed: expected train/dev/test lists; re-create the run")
+    return meta, model_cfg, train_cfg, vocab, splits
+
+
+def save_run(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, vocab: Vocab,
+             splits: dict[str, list[str]], model: torch.nn.Module, extra: dict | None = None,
+             weights: str = WEIGHTS) -> None:
+    """Write config, vocabulary, splits and weights; ``extra`` adds keys to config.json."""
+    save_run_meta(out, model_cfg, train_cfg, vocab, splits, extra)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_save_tensors(out / weights, tensors, {DIGEST_KEY: tensor_digest(tensors)})
+
+
+def save_run_meta(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, vocab: Vocab,
+                  splits: dict[str, list[str]], extra: dict | None = None) -> None:
+    """config.json, vocab.json and splits.json: written before training, so a killed run resumes."""
+    meta = {"format_version": FORMAT_VERSION, **to_dict(model_cfg, train_cfg), **(extra or {})}
+    atomic_write_json(out / CONFIG, meta)
+    atomic_write_json(out / VOCAB, vocab.to_json())
+    atomic_write_json(out / SPLITS_FILE, {k: splits[k] for k in ("train", "dev", "test")})
+
+
+def append_metrics(out: Path, records: list[dict]) -> None:
+    with open(out / METRICS, "a", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in records)
+
+
+def read_metrics(run: str | Path) -> list[dict]:
+    path = Path(run) / METRICS
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    refuse_pickle(path, data)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CharlabError(f"{path} is not UTF-8 text; the metrics file is corrupted") from None
+    records = []
+    for n, line in enumerate(text.splitlines(), 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise CharlabError(f"{path} line {n} is not JSON; the metrics file is corrupted") from None
+    return records
