@@ -1,4 +1,4 @@
-"""Cost of the safety net: steps/s of ``Trainer.fit`` alone vs ``checkpoint.fit_safely`` (non-finite
+"""Cost of the safety net: steps/s of ``Trainer.fit`` alone vs ``safe_fit.fit_safely`` (non-finite
 guard + checkpoints at each evaluation + signal handlers), same config, runs interleaved.
 
     OMP_NUM_THREADS=1 python benchmarks/checkpoint_overhead.py [--steps 5000] [--repeats 3]
@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 
 from charlab import api
-from charlab.training import checkpoint
 from charlab.data import SPLITS, build_examples
 from charlab.models import build_model
 from charlab.training.loop import Trainer
+from charlab.training.safe_fit import fit_safely
 
 EVAL_INTERVAL = 1000  # a checkpoint per evaluation, as in a real run (default 10,000: fewer still)
 
@@ -39,7 +39,7 @@ def timed(steps: int, safe: bool) -> float:
     trainer = make_trainer(steps)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        checkpoint.fit_safely(trainer, Path(tmp)) if safe else trainer.fit()
+        fit_safely(trainer, Path(tmp)) if safe else trainer.fit()
         return steps / (time.perf_counter() - start)
 
 

@@ -24,6 +24,7 @@ import torch
 
 import charlab
 from charlab.config import load_preset, preset_names
+from charlab.report.table import markdown_table
 
 SPLITS = ("charlab", "makemore")
 ORDER = ("bigram-counts", "bigram", "mlp", "mlp-bn", "deep-bn", "fast", "wavenet", "rnn", "gru", "lstm", "bow",
@@ -60,16 +61,16 @@ def run_preset(preset: str, scale: float, threads: int | None, splits: tuple[str
     return row
 
 
+TABLE_HEADER = ("preset", "model", "params", "steps", "wall s (charlab + makemore)", "train", "dev", "test",
+                "makemore test", "target")
+
+
 def table(rows: list[dict]) -> str:
-    head = ("| preset | model | params | steps | wall s (charlab + makemore) | train | dev | test "
-            "| makemore test | target |")
-    lines = [head, "| " + " | ".join(["---"] * (head.count("|") - 1)) + " |"]
-    for r in rows:
-        c, m = r["charlab"], r["makemore"]
-        lines.append(f"| `{r['preset']}` | {r['model']} | {r['parameters']:,} | {r['steps']:,} "
-                     f"| {c['wall_s']:.0f} + {m['wall_s']:.0f} | {c['train']:.4f} | {c['dev']:.4f} "
-                     f"| {c['test']:.4f} | {m['test']:.4f} | {TARGETS.get(r['preset'], '')} |")
-    return "\n".join(lines)
+    cells = [[f"`{r['preset']}`", r["model"], f"{r['parameters']:,}", f"{r['steps']:,}",
+              f"{r['charlab']['wall_s']:.0f} + {r['makemore']['wall_s']:.0f}", r["charlab"]["train"],
+              r["charlab"]["dev"], r["charlab"]["test"], r["makemore"]["test"], TARGETS.get(r["preset"], "")]
+             for r in rows]
+    return markdown_table(TABLE_HEADER, cells, specs=[None] * 5 + ["{:.4f}"] * 4 + [None])
 
 
 def table_order() -> list[str]:

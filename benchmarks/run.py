@@ -12,7 +12,6 @@ from pathlib import Path
 from charlab.cli.main import main
 
 RESULTS = Path(__file__).resolve().parent / "results" / "speed.json"
-REFERENCE = Path(__file__).resolve().parent / "reference.py"
 
 if __name__ == "__main__":
-    sys.exit(main(["bench", "--out", str(RESULTS), "--reference", str(REFERENCE), *sys.argv[1:]]))
+    sys.exit(main(["bench", "--out", str(RESULTS), *sys.argv[1:]]))

@@ -12,29 +12,32 @@ import torch
 from safetensors.torch import load
 
 from charlab import api
-from charlab.training import checkpoint
 from charlab.training.checkpoint import BEST, LAST, Checkpointer, checkpoint_path, decode, encode, load_checkpoint
 from charlab.cli.main import main
 from charlab.config import ModelConfig, TrainConfig
 from charlab.data import Vocab, build_examples
+from charlab.training.events import Observer
 from charlab.training.nonfinite import NONFINITE_EXIT, NonFinite, all_finite
 from charlab.models import build_model
 from charlab.training.loop import Trainer
+from charlab.training.safe_fit import fit_safely
+from charlab.training.state import capture
 
 ITEMS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail"]
 SEED = 7
 HEADER_LEN_BYTES = 8  # safetensors: a little-endian u64 header length, then the JSON header
 
 
-def make_trainer(steps=40, eval_interval=10, optimizer="sgd", lr=0.1, **model_overrides) -> Trainer:
+def make_trainer(steps=40, eval_interval=10, optimizer="sgd", lr=0.1, observers=(), checkpoint_interval=0,
+                 **model_overrides) -> Trainer:
     vocab = Vocab.from_items(ITEMS)
     model_cfg = ModelConfig(vocab_size=vocab.size, n_hidden=16, **model_overrides)
     train_cfg = TrainConfig(steps=steps, batch_size=8, eval_interval=eval_interval, optimizer=optimizer, lr=lr,
-                            seed=SEED)
+                            seed=SEED, checkpoint_interval=checkpoint_interval)
     model = build_model(model_cfg, torch.Generator().manual_seed(SEED))
     train = build_examples(ITEMS[:8], vocab, model.example_kind, model_cfg.block_size)
     dev = build_examples(ITEMS[8:], vocab, model.example_kind, model_cfg.block_size)
-    return Trainer(model, train, dev, train_cfg)
+    return Trainer(model, train, dev, train_cfg, observers)
 
 
 def assert_state_equal(a, b) -> None:
@@ -66,19 +69,17 @@ def split(data: bytes) -> tuple[dict, dict]:
 def test_encode_decode_round_trip_is_lossless(optimizer):
     trainer = make_trainer(optimizer=optimizer, lr=0.01)
     trainer.fit()
-    sd = trainer.state_dict()
+    sd = capture(trainer, with_losses=True)
     assert_state_equal(sd, decode(*split(encode(sd))))
 
 
 def test_checkpointer_writes_last_at_each_eval_and_best_on_improvement(tmp_path):
-    trainer = make_trainer(steps=40, eval_interval=10)
-    saver = Checkpointer(tmp_path)
-    trainer.observers.append(saver)
     written = []
-    trainer.observers.append(type("Spy", (checkpoint.Observer,), {
-        "on_eval": lambda self, t, step, losses: written.append(
-            (step, load_checkpoint(tmp_path / "checkpoints" / LAST)["train_state"]["step"]))})())
-    trainer.fit()
+    spy = type("Spy", (Observer,), {
+        "on_eval": lambda self, view, step, losses: written.append(
+            (step, load_checkpoint(tmp_path / "checkpoints" / LAST)["train_state"]["step"]))})()
+    trainer = make_trainer(steps=40, eval_interval=10)
+    trainer.fit(last=(Checkpointer(tmp_path), spy))
     assert written == [(10, 10), (20, 20), (30, 30), (40, 40)]
     best = load_checkpoint(tmp_path / "checkpoints" / BEST)
     assert best["train_state"]["step"] == trainer.state.best_step
@@ -88,26 +89,24 @@ def test_checkpointer_writes_last_at_each_eval_and_best_on_improvement(tmp_path)
 
 
 def test_checkpoint_interval_adds_checkpoints_between_evaluations(tmp_path):
-    trainer = make_trainer(steps=30, eval_interval=30)
-    trainer.cfg.checkpoint_interval = 7
+    trainer = make_trainer(steps=30, eval_interval=30, checkpoint_interval=7)
     steps = []
     saver = Checkpointer(tmp_path)
     original = saver.save
-    saver.save = lambda t, best: steps.append(t.state.step) or original(t, best)
-    trainer.observers.append(saver)
-    trainer.fit()
+    saver.save = lambda view, best: steps.append(view.step) or original(view, best)
+    trainer.fit(last=(saver,))
     assert steps == [7, 14, 21, 28, 30]
 
 
 def test_non_finite_weights_are_never_written(tmp_path):
     trainer = make_trainer()
     saver = Checkpointer(tmp_path)
-    saver.on_train_start(trainer)
-    assert saver.save(trainer, best=True)
+    saver.on_train_start(trainer.view)
+    assert saver.save(trainer.view, best=True)
     before = (tmp_path / "checkpoints" / LAST).read_bytes()
     with torch.no_grad():
         next(trainer.model.parameters())[0] = float("nan")
-    assert not saver.save(trainer, best=True)
+    assert not saver.save(trainer.view, best=True)
     assert (tmp_path / "checkpoints" / LAST).read_bytes() == before
 
 
@@ -121,14 +120,13 @@ def test_a_fresh_run_removes_checkpoints_of_an_overwritten_run(tmp_path):
     assert not checkpoint_path(tmp_path).exists()  # stopped before any evaluation: nothing stale to resume
 
 
-class _StopAt(checkpoint.Observer):
+class _StopAt(Observer):
     def __init__(self, step):
         self.step = step
 
-    def on_step_end(self, trainer, step, loss):
+    def on_step_end(self, view, step, loss):
         if step + 1 == self.step:
-            trainer.stop_requested = True
-            trainer.stop_reason = NonFinite(step, "test")
+            view.request_stop(NonFinite(step, "test"))
 
 
 def first_step_reading(trainer, char_id: int) -> int:
@@ -151,7 +149,7 @@ def test_guard_finds_the_first_non_finite_step_and_module(char):
     with torch.no_grad():
         trainer.model.layers[0].weight[char_id] = float("inf")
     with pytest.raises(NonFinite) as stopped:
-        checkpoint.fit_safely(trainer, None)
+        fit_safely(trainer, None)
     expected = first_step_reading(trainer, char_id)
     assert stopped.value.step == expected
     assert f"step {expected} " in str(stopped.value) and "layers.0 (Embedding)" in str(stopped.value)
@@ -179,8 +177,8 @@ def test_signal_handlers_are_restored_after_training(tmp_path):
 def test_a_second_signal_stops_at_once_and_handlers_are_restored(tmp_path):
     before = signal.getsignal(signal.SIGINT)
 
-    class Twice(checkpoint.Observer):
-        def on_step_end(self, trainer, step, loss):
+    class Twice(Observer):
+        def on_step_end(self, view, step, loss):
             if step == 3:
                 os.kill(os.getpid(), signal.SIGINT)  # graceful: finish the step
                 os.kill(os.getpid(), signal.SIGINT)  # insisting: stop now

@@ -20,7 +20,7 @@ import pytest
 from charlab.cli.main import main
 from charlab.data import build_examples
 from charlab.inference.evaluate import item_scores
-from charlab.rundir import CONFIG, METRICS, REQUIRED, SAMPLES, VOCAB, WEIGHTS, load_run, read_metrics
+from charlab.rundir import CHECKPOINT_DIR, CONFIG, METRICS, REQUIRED, SAMPLES, VOCAB, WEIGHTS, load_run, read_metrics
 from charlab.inference.sample import sample_texts
 
 CLI_STEPS = 200  # enough to move off the uniform prediction; a couple of seconds
@@ -89,6 +89,7 @@ def test_train_json_and_run_dir(trained):
     assert [r for r in records if r["event"] == "final"][0]["dev"] == summary["losses"]["dev"]
 
 
+@pytest.mark.slow
 def test_eval_json_matches_training(trained, run_cli):
     out, summary = trained
     losses = one_json(run_cli("eval", out, "--json"))
@@ -97,6 +98,7 @@ def test_eval_json_matches_training(trained, run_cli):
         assert value == pytest.approx(summary["losses"][split], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_sample_json_novelty_labels(trained, run_cli):
     out, _ = trained
     samples = one_json(run_cli("sample", out, "-n", NOVELTY_SAMPLES, "--seed", 3, "--json"))
@@ -111,6 +113,7 @@ def test_sample_json_novelty_labels(trained, run_cli):
     assert sample_texts(loaded.model, loaded.vocab, loaded.splits, NOVELTY_SAMPLES, 3) == samples
 
 
+@pytest.mark.slow
 def test_sample_prefix_top_k_temperature(trained, run_cli):
     out, _ = trained
     greedy = one_json(run_cli("sample", out, "-n", 4, "--prefix", "em", "--top-k", 1, "--temperature", 0.5, "--json"))
@@ -124,6 +127,7 @@ def test_sample_text_mode(trained, capsys):
     assert text.returncode == 0 and len(text.stdout.splitlines()) == 3
 
 
+@pytest.mark.slow
 def test_score_json_and_text(trained, run_cli, capsys):
     out, _ = trained
     rows = one_json(run_cli("score", out, "emma", "zzzzq", "--json"))
@@ -134,6 +138,7 @@ def test_score_json_and_text(trained, run_cli, capsys):
     assert float(text.stdout.split()[0]) == pytest.approx(rows[0]["nll_per_char"], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_the_run(trained, run_cli, tmp_path):
     out = tmp_path / "again"
     shutil.copytree(trained[0], out)
@@ -165,7 +170,8 @@ BAD_DATA = {
 SUBPROCESS_CASES = {"missing", "not-utf8"}  # the rest in-process (see the module docstring)
 
 
-@pytest.mark.parametrize("case", sorted(BAD_DATA))
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c in SUBPROCESS_CASES else c
+                                  for c in sorted(BAD_DATA)])
 def test_bad_data_file(case, run_cli, capsys, tmp_path):
     content, pattern = BAD_DATA[case]
     data = tmp_path / "words.txt"
@@ -203,6 +209,7 @@ def test_bad_numbers_and_preset(case, capsys, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_run_dir_missing_subprocess(run_cli, tmp_path):
     assert_one_line_error(run_cli("sample", tmp_path / "nope", "--json"), "does not exist")
 
@@ -217,6 +224,7 @@ def test_run_dir_lacking_files(trained, capsys, tmp_path, lacking, command):
     run = tmp_path / "partial"
     shutil.copytree(trained[0], run)
     (run / lacking).unlink()
+    shutil.rmtree(run / CHECKPOINT_DIR)  # with a checkpoint, a run without final weights still loads
     before = snapshot(run)
     assert_one_line_error(run_main(capsys, command[0], run, *command[1:]), f"lacks {lacking}")
     assert snapshot(run) == before
@@ -259,6 +267,7 @@ def test_bad_sample_and_score_input(case, trained, capsys):
     assert_one_line_error(run_main(capsys, argv[0], trained[0], *argv[1:], *words), pattern)
 
 
+@pytest.mark.slow
 def test_train_text_mode_prints_init_loss_losses_and_samples(capsys, tmp_path):
     proc = run_main(capsys, "train", "--out", tmp_path / "run", "--steps", 20, "--samples", 3)
     assert proc.returncode == 0, proc.stderr

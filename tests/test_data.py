@@ -1,4 +1,4 @@
-"""data.py: reading word lists, the vocabulary, the split and the examples, against direct oracles."""
+"""data/: reading word lists, the vocabulary, the split and the examples, against direct oracles."""
 
 from __future__ import annotations
 
@@ -176,6 +176,7 @@ def test_build_examples_dispatches_by_kind():
     assert torch.equal(build_examples(items, vocab, "sequence", 4).y, build_sequences(items, vocab, 4).y)
 
 
+@pytest.mark.slow
 def test_million_items_build(names):
     """A 1,000,000-item list builds (vectorised); a few rows are checked against the loop oracle."""
     items = [names[i % len(names)] + "日😀"[i % 2] for i in range(MILLION)]

@@ -40,6 +40,7 @@ def test_train_diagnose_writes_records_into_the_run_dir(runs):
     assert not (runs / "bn" / "diagnostics.jsonl").exists()
 
 
+@pytest.mark.slow
 def test_diagnose_json_prints_verdicts_and_writes_figures(runs):
     before = (runs / "bn" / "model.safetensors").read_bytes()
     out = run_cli("diagnose", runs / "bn", "--steps", "5", "--json")

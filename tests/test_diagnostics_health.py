@@ -31,6 +31,7 @@ def status(rule: str, **kw) -> str | None:
     return worst(diagnosed(**kw)[0], rule)
 
 
+@pytest.mark.slow
 def test_naive_mlp_fails_loss_at_init_and_saturation_mlp_bn_passes_both():
     assert status("loss at init", preset="mlp") == "fail"
     assert status("saturation", preset="mlp") == "fail"
@@ -38,12 +39,14 @@ def test_naive_mlp_fails_loss_at_init_and_saturation_mlp_bn_passes_both():
     assert status("saturation", preset="mlp-bn") == "pass"
 
 
+@pytest.mark.slow
 def test_sgd_lr_0001_flagged_too_low_by_update_data():
     verdict = next(v for v in diagnosed(preset="mlp-bn", lr=0.001)[0] if v.rule == "update:data")
     assert verdict.status == "fail" and verdict.value < -4.5 and "too low" in verdict.cause
     assert status("update:data", preset="mlp-bn") == "pass"
 
 
+@pytest.mark.slow
 def test_five_layer_tanh_at_gain_half_is_vanishing_and_bn_gain_5_3_is_not():
     verdicts = diagnosed(**DEEP, gain=0.5)[0]
     acts = next(v for v in verdicts if v.rule == "activations across layers")
@@ -102,11 +105,13 @@ def test_dead_units_broken_and_healthy():
     assert status("dead units", preset="mlp-bn") == "pass"
 
 
+@pytest.mark.slow
 def test_batchnorm_batch_size_broken_and_healthy():
     assert worst(rules_of(build(preset="mlp-bn"), {"batch_size": 2}, steps=5), "batchnorm batch size") == "fail"
     assert status("batchnorm batch size", preset="mlp-bn") == "pass"
 
 
+@pytest.mark.slow
 def test_bias_before_batchnorm_broken_and_healthy():
     model = build(preset="mlp-bn")
     model.layers._modules["2"] = Linear(30, 200, bias=True, gain=5 / 3)
@@ -115,6 +120,7 @@ def test_bias_before_batchnorm_broken_and_healthy():
     assert status("bias before batchnorm", preset="mlp-bn") == "pass"
 
 
+@pytest.mark.slow
 def test_batchnorm_running_stats_broken_and_healthy():
     _, records = diagnosed(preset="mlp-bn")  # momentum 0.001 after 25 steps: running stats still ~(0, 1)
     verdicts = check(records)

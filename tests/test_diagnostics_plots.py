@@ -11,7 +11,8 @@ from matplotlib.figure import Figure  # noqa: E402
 
 import charlab  # noqa: E402
 from charlab.diagnostics import plots  # noqa: E402
-from charlab.diagnostics.recorder import DIAGNOSTICS_FILE, Recorder, read_records  # noqa: E402
+from charlab.diagnostics.recorder import Recorder, read_records  # noqa: E402
+from charlab.rundir import DIAGNOSTICS  # noqa: E402
 from charlab.diagnostics.sampling import SampleSchedule  # noqa: E402
 
 
@@ -21,7 +22,7 @@ def saved(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     rec = Recorder(schedule=SampleSchedule(every=5, dense=2), out=out, probe=True)
     result = charlab.train(preset="mlp-bn", steps=12, n_samples=0, observers=[rec], eval_interval=1000)
-    return read_records(out / DIAGNOSTICS_FILE), result.summary()
+    return read_records(out / DIAGNOSTICS), result.summary()
 
 
 def test_each_figure_renders_with_the_lecture_content(saved):

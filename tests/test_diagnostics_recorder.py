@@ -12,7 +12,8 @@ import charlab
 from charlab.config import TrainConfig
 from charlab.data import Examples
 from charlab.diagnostics import quantities as q
-from charlab.diagnostics.recorder import DIAGNOSTICS_FILE, Recorder, leaf_layers, read_records
+from charlab.diagnostics.recorder import Recorder, leaf_layers, read_records
+from charlab.rundir import DIAGNOSTICS
 from charlab.diagnostics.sampling import SampleSchedule
 from charlab.nn.layers import Linear, Sequential, Tanh
 from charlab.models.base import WindowModel
@@ -30,22 +31,22 @@ class TinyNet(WindowModel):
         return self.layers(x)  # (B, 4) -> (B, V)
 
 
-def fake_trainer(model, steps=3):
+def fake_view(model, steps=3):
     cfg = TrainConfig(steps=steps, batch_size=8, lr=0.5, schedule="constant")
     x = torch.randn(16, 4, generator=torch.Generator().manual_seed(1))  # (N, 4)
     examples = Examples(x, torch.arange(16) % 5, torch.arange(16))
-    return types.SimpleNamespace(model=model, cfg=cfg, schedule=Schedule(cfg), train_examples=examples)
+    return types.SimpleNamespace(model=model, cfg=cfg, lr=Schedule(cfg).lr, train_examples=examples)  # a TrainView's
 
 
-def drive(rec, trainer, step, x, y, opt):
-    """One training step with the recorder's events, as Trainer.train_step emits them."""
-    rec.on_step_start(trainer, step)
-    _, loss = trainer.model(x, y)
+def drive(rec, view, step, x, y, opt):
+    """One training step with the recorder's events, as steps.AutogradStep emits them."""
+    rec.on_step_start(view, step)
+    _, loss = view.model(x, y)
     opt.zero_grad()
     loss.backward()
-    rec.on_after_backward(trainer, step)
+    rec.on_after_backward(view, step)
     opt.step()
-    rec.on_step_end(trainer, step, loss.detach())
+    rec.on_step_end(view, step, loss.detach())
     return loss
 
 
@@ -56,11 +57,11 @@ def all_hooks_gone(model) -> bool:
 def test_values_equal_direct_recomputation_and_hooks_are_removed(tmp_path):
     torch.manual_seed(0)
     model = TinyNet()
-    trainer = fake_trainer(model)
+    view = fake_view(model)
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     rec = Recorder(schedule=SampleSchedule(every=2, dense=1), out=tmp_path, probe=False)
-    rec.on_train_start(trainer)
-    x, y = trainer.train_examples.x[:8], trainer.train_examples.y[:8]
+    rec.on_train_start(view)
+    x, y = view.train_examples.x[:8], view.train_examples.y[:8]
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     # the direct computation of step 0, on a copy of the model with retain_grad (the oracle only)
     twin = TinyNet()
@@ -72,7 +73,7 @@ def test_values_equal_direct_recomputation_and_hooks_are_removed(tmp_path):
         acts.append(h)
     torch.nn.functional.cross_entropy(h, y).backward()
 
-    drive(rec, trainer, 0, x, y, opt)
+    drive(rec, view, 0, x, y, opt)
     assert all_hooks_gone(model)
     step0 = rec.steps()[0]
     assert [e["name"] for e in step0["layers"]] == [f"layers.{i}" for i in range(5)]
@@ -92,26 +93,27 @@ def test_values_equal_direct_recomputation_and_hooks_are_removed(tmp_path):
     assert rec.records[-1]["kind"] == "init"
     assert rec.records[-1]["expected"] == pytest.approx(q.expected_init_loss(5))
 
-    drive(rec, trainer, 1, x, y, opt)  # not sampled: no hooks attached, nothing recorded
+    drive(rec, view, 1, x, y, opt)  # not sampled: no hooks attached, nothing recorded
     assert len(rec.steps()) == 1 and all_hooks_gone(model)
-    drive(rec, trainer, 2, x, y, opt)  # sampled (the last step)
+    drive(rec, view, 2, x, y, opt)  # sampled (the last step)
     assert [r["step"] for r in rec.steps()] == [0, 2] and all_hooks_gone(model)
-    assert read_records(tmp_path / DIAGNOSTICS_FILE) == rec.records
+    assert read_records(tmp_path / DIAGNOSTICS) == rec.records
 
 
 def test_hooks_attached_during_a_sampled_step_only():
     model = TinyNet()
-    trainer = fake_trainer(model)
+    view = fake_view(model)
     rec = Recorder(schedule=SampleSchedule(every=2, dense=0), probe=False)
-    rec.on_train_start(trainer)
-    rec.on_step_start(trainer, 0)
+    rec.on_train_start(view)
+    rec.on_step_start(view, 0)
     assert all(m._forward_hooks for _, m in leaf_layers(model))
     rec._remove_handles()
     assert all_hooks_gone(model)
-    rec.on_step_start(trainer, 1)
+    rec.on_step_start(view, 1)
     assert all_hooks_gone(model)
 
 
+@pytest.mark.slow
 def test_recorder_with_charlab_train_records_the_mlp_in_memory_and_probe():
     rec = Recorder(schedule=SampleSchedule(every=10, dense=2), probe=True)
     result = charlab.train(preset="mlp-bn", steps=21, n_samples=0, observers=[rec], eval_interval=1000)

@@ -15,7 +15,9 @@ from safetensors.torch import load_file
 
 import charlab
 from charlab.rundir import METRICS, REQUIRED, SAMPLES
-from charlab.training.loop import Observer
+from charlab.training.events import Observer
+
+pytestmark = pytest.mark.slow  # torchrun: two processes importing torch
 
 PROCESSES = 2
 TOLERANCE = 1e-5  # float32 sums taken in another order (two half-batches, all-reduced) round differently
@@ -43,7 +45,7 @@ class StepLosses(Observer):
     def __init__(self):
         self.losses: list[float] = []
 
-    def on_step_end(self, trainer, step, loss):
+    def on_step_end(self, view, step, loss):
         self.losses.append(float(loss))
 
 

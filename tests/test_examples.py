@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from matplotlib.image import imread
 
 from charlab.rundir import read_metrics
@@ -18,6 +19,7 @@ STEPS = 300  # enough for every figure and verdict to have data; a few seconds
 TIMEOUT_S = 300  # a generous bound for a busy 2-core machine
 
 
+@pytest.mark.slow
 def test_notebook_api_example(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, str(EXAMPLES / "notebook_api.py"), "--steps", str(STEPS), "--out", str(out)],

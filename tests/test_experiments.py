@@ -67,6 +67,7 @@ def test_gain_hardly_matters_with_batchnorm(gain_result):
     assert max(mean(r["saturation_pct"]) for r in tanh.values()) < 10
 
 
+@pytest.mark.slow
 def test_gain_outputs(gain_result, tmp_path):
     paths = write_outputs(gain_result, tmp_path)
     names = {p.name for p in paths}
@@ -91,6 +92,7 @@ def test_init_ladder_pattern(names):
     assert rows["batchnorm"]["saturation_pct"] < rows["kaiming"]["saturation_pct"]
 
 
+@pytest.mark.slow
 def test_lr_recommends_update_data_near_1e_3(names):
     result = lr.run(steps=100, seed=SEED, data=names)
     medians = [r["median_log10"] for r in result.rows]

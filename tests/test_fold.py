@@ -120,6 +120,7 @@ def cli_json(capsys, argv) -> dict:
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_fold_command_makes_an_ordinary_run(deep_bn, tmp_path, capsys):
     out = tmp_path / "folded"
     report = cli_json(capsys, ["fold", str(deep_bn), "--out", str(out), "--json"])
@@ -136,6 +137,7 @@ def test_fold_command_makes_an_ordinary_run(deep_bn, tmp_path, capsys):
     assert isinstance(json.loads(capsys.readouterr().out), list)
 
 
+@pytest.mark.slow
 def test_fold_command_refusals(deep_bn, tmp_path, capsys):
     taken = tmp_path / "taken"
     taken.mkdir()

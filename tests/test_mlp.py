@@ -1,4 +1,4 @@
-"""The MLP (models/mlp.py) and its initialisation schemes (init_schemes.py)."""
+"""The MLP (models/mlp.py) and its initialisation schemes (nn/init.py)."""
 
 from __future__ import annotations
 
@@ -191,5 +191,15 @@ def test_custom_gain_scales_kaiming():
 
 
 def test_unknown_scheme_is_rejected():
+    model = model_for()
     with pytest.raises(ValueError, match="unknown init scheme"):
-        apply_init(model_for(), "xavier")
+        apply_init(model, "xavier", output=model.output_layer)
+
+
+def test_output_layer_is_named_not_found_by_position():
+    model = torch.nn.Sequential(Linear(4, 27), Linear(8, 4))  # the output registered first
+    apply_init(model, "kaiming", generator=torch.Generator().manual_seed(0), output=model[0])
+    assert float(model[0].bias.detach().abs().max()) == 0.0  # output: bias x0
+    assert float(model[1].bias.detach().abs().max()) > 0.0  # hidden: bias x0.01
+    with pytest.raises(ValueError, match="output"):
+        apply_init(model, "kaiming", output=Linear(4, 27))  # not the model's own layer

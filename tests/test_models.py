@@ -120,6 +120,7 @@ def test_loss_at_init_is_uniform(name, names):
     assert abs(float(loss) - math.log(vocab.size)) < INIT_TOLERANCE
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_overfits_a_tiny_batch(name, tiny):
     vocab, _ = tiny
@@ -319,6 +320,7 @@ def test_makemore_split_is_makemores_own(names):
     assert make_splits(names, "makemore", seed=1) == splits  # fixed: --seed does not move it
 
 
+@pytest.mark.slow
 def test_cli_trains_on_makemores_split_and_eval_reports_it(run_cli, tmp_path):
     """The count bigram (no steps) end to end: train on makemore's split, eval the run directory."""
     out = tmp_path / "run"
@@ -333,6 +335,7 @@ def test_cli_trains_on_makemores_split_and_eval_reports_it(run_cli, tmp_path):
     assert abs(losses["test"] - COUNT_BIGRAM_LOSS) < COUNT_BIGRAM_TOLERANCE
 
 
+@pytest.mark.slow
 def test_wavenet_rejects_a_block_size_it_cannot_pair(run_cli, tmp_path):
     result = run_cli("train", "--preset", "wavenet", "--block-size", "6", "--steps", "1", "--out", tmp_path / "r")
     assert result.returncode == 2

@@ -20,7 +20,7 @@ from charlab.cli.main import main
 from charlab.errors import CharlabError
 from charlab.rundir import WEIGHTS, load_weights, read_metrics, read_run_meta
 from charlab.training.stopping import TrainingStopped
-from charlab.training.loop import Observer
+from charlab.training.events import Observer
 
 from conftest import cli_env
 
@@ -48,7 +48,7 @@ class SignalAt(Observer):
     def __init__(self, step: int, signum: int = signal.SIGINT):
         self.step, self.signum = step, signum
 
-    def on_step_end(self, trainer, step, loss):
+    def on_step_end(self, view, step, loss):
         if step == self.step - 1:
             os.kill(os.getpid(), self.signum)
 
@@ -67,6 +67,7 @@ def assert_same_tensors(a: dict, b: dict) -> None:
         assert torch.equal(a[k], b[k]), k
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CONFIGS)
 def test_stop_and_resume_equals_uninterrupted(tmp_path, name):
     cfg = dict(CONFIGS[name], steps=STEPS, eval_interval=EVAL_INTERVAL, n_samples=0)
@@ -92,6 +93,7 @@ def cli(*args) -> int:
     return main([str(a) for a in args])
 
 
+@pytest.mark.slow
 def test_cli_resume_to_more_steps_equals_one_longer_run(tmp_path, capsys):
     common = ["--preset", "mlp", "--schedule", "constant", "--eval-interval", "50", "--samples", "0", "--json"]
     assert cli("train", "--steps", STEPS, "--out", tmp_path / "long", *common) == 0
@@ -143,6 +145,7 @@ def wait_for_new_checkpoint(proc: subprocess.Popen, path: Path, after: float) ->
     pytest.fail(f"no checkpoint within {WAIT_S} s")
 
 
+@pytest.mark.slow
 def test_sigterm_then_sigkill_at_random_moments_then_exact_resume(tmp_path, names, write_words):
     """SIGTERM once (graceful: exit 143, checkpoint saved), then SIGKILL at random moments: after
     each, the last checkpoint loads and a resume continues; the final losses equal a straight run."""

@@ -17,7 +17,9 @@ from charlab.nn.layers import Linear
 from charlab.models import build_model
 from charlab.rundir import load_run, read_metrics
 from charlab.training.lr_schedule import Schedule
-from charlab.training.loop import Observer, Trainer
+from charlab.training.events import Observer
+from charlab.training.loop import Trainer
+from charlab.training.optim import PlainSGD
 
 SHORT_STEPS = 300  # enough for mlp-bn to fall well below its init loss of ~3.3 on names
 LEARNED_LOSS = 2.9  # after SHORT_STEPS the loss is ~2.6-2.7; at init ~3.3
@@ -25,19 +27,26 @@ N_SAMPLES = 8
 
 
 class Recorder(Observer):
-    """Per-step losses and learning rates, and the optimizer the trainer built."""
+    """Per-step losses and learning rates."""
 
     def __init__(self):
         self.losses: list[float] = []
         self.lrs: list[float] = []
-        self.optimizer = None
 
-    def on_train_start(self, trainer):
-        self.optimizer = trainer.optimizer
-
-    def on_step_end(self, trainer, step, loss):
+    def on_step_end(self, view, step, loss):
         self.losses.append(float(loss))
-        self.lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        self.lrs.append(view.lr(step))
+
+
+class OptimizerLrs(Observer):
+    """The learning rate the optimizer holds at each step's end (the one its step used)."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.lrs: list[float] = []
+
+    def on_step_end(self, view, step, loss):
+        self.lrs.append(self.optimizer.param_groups[0]["lr"])
 
 
 class Sabotage(Observer):
@@ -47,9 +56,9 @@ class Sabotage(Observer):
         self.after = after
         self.value = value
 
-    def on_step_end(self, trainer, step, loss):
+    def on_step_end(self, view, step, loss):
         if step >= self.after:
-            output = [m for m in trainer.model.modules() if isinstance(m, Linear)][-1]
+            output = [m for m in view.model.modules() if isinstance(m, Linear)][-1]
             with torch.no_grad():
                 output.weight.fill_(self.value)
                 output.bias[1:].fill_(self.value)
@@ -96,17 +105,47 @@ def test_different_seed_differs(seed42_runs):
     assert [s["text"] for s in c.samples] != [s["text"] for s in a.samples]
 
 
-def test_trainer_applies_step_schedule():
+def small_trainer(names, observers=(), **overrides) -> Trainer:
+    model_cfg, train_cfg = resolve_config("mlp-bn", **overrides)
+    vocab = Vocab.from_items(names)
+    model_cfg.vocab_size = vocab.size
+    model = build_model(model_cfg, torch.Generator().manual_seed(train_cfg.seed))
+    split = split_items(names, train_cfg.seed)
+    train, dev = (build_examples(split[k], vocab, "window", model_cfg.block_size) for k in ("train", "dev"))
+    return Trainer(model, train, dev, train_cfg, observers)
+
+
+def test_trainer_applies_step_schedule(names):
     _, recorder = short_run(steps=20, lr=0.5, decay_factor=0.1, decay_at=0.5, n_samples=0)
     assert recorder.lrs == [0.5] * 10 + [pytest.approx(0.05)] * 10
-    assert isinstance(recorder.optimizer, torch.optim.SGD)
+    trainer = small_trainer(names, steps=20, lr=0.5, decay_factor=0.1, decay_at=0.5)
+    used = OptimizerLrs(trainer.optimizer)
+    trainer.fit(last=(used,))
+    assert isinstance(trainer.optimizer, PlainSGD) and used.lrs == recorder.lrs
 
 
-def test_adamw_trains():
-    result, recorder = short_run(steps=200, optimizer="adamw", lr=0.01, weight_decay=0.01, n_samples=0)
-    assert isinstance(recorder.optimizer, torch.optim.AdamW)
-    assert recorder.optimizer.param_groups[0]["weight_decay"] == 0.01
+def test_plain_sgd_is_torch_sgd_bit_for_bit():
+    """The loop's SGD is one foreach kernel; its updates equal torch.optim.SGD's exactly."""
+    weights = [torch.randn(5, 3, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    ours = [w.clone().requires_grad_() for w in weights]
+    torch_ = [w.clone().requires_grad_() for w in weights]
+    plain, reference = PlainSGD(ours, lr=0.1), torch.optim.SGD(torch_, lr=0.1, foreach=True)
+    for step in range(3):
+        for params, optimizer in ((ours, plain), (torch_, reference)):
+            for group in optimizer.param_groups:
+                group["lr"] = 0.1 / (step + 1)
+            optimizer.zero_grad()
+            sum((p * p * (i + 1)).sum() for i, p in enumerate(params)).backward()
+            optimizer.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours, torch_))
+    assert plain.state_dict()["state"] == {}
+
+
+def test_adamw_trains(names):
+    result, _ = short_run(steps=200, optimizer="adamw", lr=0.01, weight_decay=0.01, n_samples=0)
     assert result.losses["train"] < LEARNED_LOSS
+    optimizer = small_trainer(names, optimizer="adamw", lr=0.01, weight_decay=0.01).optimizer
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.param_groups[0]["weight_decay"] == 0.01
 
 
 def test_best_dev_weights_are_kept_and_saved(tmp_path):
@@ -151,7 +190,7 @@ def test_metrics_file_has_every_step_and_final(tmp_path):
     assert len(final) == 1 and all(final[0][k] == result.losses[k] for k in SPLITS)
 
 
-# --- schedule.py -------------------------------------------------------------------------------
+# --- lr_schedule.py ----------------------------------------------------------------------------
 
 
 def test_step_schedule_is_the_lectures():

@@ -78,7 +78,7 @@ class Payload:
         return os.system, (f"touch {self.marker}",)
 
 
-@pytest.mark.parametrize("protocol", [0, pickle.HIGHEST_PROTOCOL])
+@pytest.mark.parametrize("protocol", [0, pytest.param(pickle.HIGHEST_PROTOCOL, marks=pytest.mark.slow)])
 def test_a_pickle_in_place_of_any_run_file_is_refused_and_never_run(run, tmp_path, capsys, protocol):
     marker = tmp_path / "pwned"
     files = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
@@ -188,6 +188,7 @@ def test_unknown_checkpoint_format_version(run, capsys):
     assert_one_line_error(rc, err, "format version '99'")
 
 
+@pytest.mark.slow
 def test_damaged_run_through_the_real_cli_has_no_traceback(run, run_cli):
     (run / WEIGHTS).write_bytes(b"\x00" * 7)
     proc = run_cli("sample", run)

@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,8 +19,9 @@ import torch
 
 from charlab.data import batches
 from charlab.training import checkpoint, devices, distributed
+from charlab.training.events import Observer
 from charlab import rundir
-from charlab.config import DEFAULT_PRESET, ModelConfig, TrainConfig, load_preset, validate
+from charlab.config import ModelConfig, TrainConfig, starting_config, validate
 from charlab.data import SPLITS, Vocab, build_examples, read_items
 from charlab.errors import CharlabError
 from charlab.inference.evaluate import split_loss
@@ -28,7 +31,8 @@ from charlab.models.base import expected_init_loss
 from charlab.inference.sample import sample_texts
 from charlab.data.splits import make_splits
 from charlab.diagnostics.recorder import Recorder
-from charlab.training.loop import Observer, Trainer
+from charlab.training.loop import Trainer
+from charlab.training.safe_fit import fit_safely
 
 DEFAULT_SAMPLES = 20  # samples printed and saved at the end of training
 
@@ -69,9 +73,17 @@ class TrainedRun:
         }
 
 
-def resolve_config(preset: str = DEFAULT_PRESET, **overrides) -> tuple[ModelConfig, TrainConfig]:
-    """A preset with overrides (``None`` values ignored) applied to whichever config owns the key."""
-    model_cfg, train_cfg = load_preset(preset)
+def resolve_config(preset: str | None = None, **overrides) -> tuple[ModelConfig, TrainConfig]:
+    """A preset with overrides (``None`` values ignored) applied to whichever config owns the key.
+    ``preset`` None: the preset named after ``overrides["model"]``, else the default (``starting_config``)."""
+    model_cfg, train_cfg, _ = resolve_with_sources(preset, **overrides)
+    return model_cfg, train_cfg
+
+
+def resolve_with_sources(preset: str | None = None, **overrides
+                         ) -> tuple[ModelConfig, TrainConfig, dict[str, str]]:
+    """``resolve_config`` plus, for every setting not in ``overrides``, where its value came from."""
+    model_cfg, train_cfg, sources = starting_config(preset, overrides.get("model"))
     for key, value in overrides.items():
         if value is None:
             continue
@@ -79,8 +91,47 @@ def resolve_config(preset: str = DEFAULT_PRESET, **overrides) -> tuple[ModelConf
         if target is None:
             raise TypeError(f"unknown setting {key!r}")
         setattr(target, key, value)
-    validate(model_cfg, train_cfg)
-    return model_cfg, train_cfg
+        sources.pop(key, None)
+    with explained(model_cfg, train_cfg, sources):
+        validate(model_cfg, train_cfg)
+    return model_cfg, train_cfg, sources
+
+
+class SettingsError(CharlabError):
+    """A ``CharlabError`` that says where the settings it names came from."""
+
+
+@contextlib.contextmanager
+def explained(model_cfg: ModelConfig, train_cfg: TrainConfig, sources: dict[str, str]):
+    """An error naming a setting the user did not give (``--n-head`` when only ``--n-embd`` was typed)
+    gets a note with that setting's value and origin: "--n-head 4 comes from preset transformer"."""
+    try:
+        yield
+    except CharlabError as err:
+        if type(err) is not CharlabError:  # a stop of training, or already explained
+            raise
+        text = str(err)
+        notes = []
+        for name, source in sources.items():
+            flag = "--" + name.replace("_", "-")
+            named = re.search(rf"{re.escape(flag)}(?![\w-])", text) or (
+                "_" in name and re.search(rf"(?<![\w-]){name}(?!\w)", text))  # block_size, not "model"
+            if named:
+                cfg = model_cfg if hasattr(model_cfg, name) else train_cfg
+                notes.append(f"{flag} {getattr(cfg, name)} comes from {source}")
+        if not notes:
+            raise
+        raise SettingsError(f"{text} ({'; '.join(notes)})") from None
+
+
+def example_kind(model_cfg: ModelConfig) -> str:
+    """The examples the model learns from ("window" or "sequence"), from a throwaway copy of one member."""
+    return build_model(dataclasses.replace(model_cfg, vocab_size=max(model_cfg.vocab_size, 2), members=1)).example_kind
+
+
+def data_block_size(splits: dict[str, list[str]]) -> int:
+    """What a sequence model needs to read every item: the longest item + 1 (the start boundary)."""
+    return max((len(item) for k in SPLITS for item in splits[k]), default=0) + 1
 
 
 def prepare_data(data, seed: int, split: str = "charlab"):
@@ -96,21 +147,35 @@ def split_examples(splits: dict[str, list[str]], vocab: Vocab, model, device) ->
             for k in SPLITS}
 
 
-def train(data: str | Path | None = None, preset: str = DEFAULT_PRESET, out: str | Path | None = None,
+def train(data: str | Path | None = None, preset: str | None = None, out: str | Path | None = None,
           observers: list[Observer] | tuple = (), progress: bool = False, n_samples: int = DEFAULT_SAMPLES,
           overwrite: bool = False, extra_meta: dict | None = None, diagnose: bool = False,
           **overrides) -> TrainedRun:
     """Train a model on a word list (default: the embedded names) and optionally save a run dir.
-    ``diagnose`` adds a ``diagnostics.Recorder`` (default schedule) writing to the run dir."""
-    model_cfg, train_cfg = resolve_config(preset, **overrides)
+    ``preset`` None: the preset of ``model`` (``model="lstm"``), else the default; a sequence model's
+    ``block_size`` is the data's longest item + 1 unless given. ``diagnose`` adds a
+    ``diagnostics.Recorder`` (default schedule) writing to the run dir."""
+    model_cfg, train_cfg, sources = resolve_with_sources(preset, **overrides)
+    with explained(model_cfg, train_cfg, sources):
+        return train_configured(model_cfg, train_cfg, sources, data, out, observers, progress, n_samples,
+                                overwrite, extra_meta, diagnose)
+
+
+def train_configured(model_cfg: ModelConfig, train_cfg: TrainConfig, sources: dict[str, str], data, out,
+                     observers, progress: bool, n_samples: int, overwrite: bool, extra_meta: dict | None,
+                     diagnose: bool) -> TrainedRun:
+    """``train`` once the settings are resolved (``sources``: the settings the caller did not give)."""
     vocab, splits = prepare_data(data, train_cfg.seed, train_cfg.split)
     model_cfg.vocab_size = vocab.size
+    if "block_size" in sources and example_kind(model_cfg) == "sequence":
+        model_cfg.block_size = data_block_size(splits)  # a window model keeps its preset's context
+        sources["block_size"] = "the data (its longest item + 1)"
     train_cfg.device = devices.resolve(train_cfg.device)
     device = distributed.local_device(train_cfg.device)
     main = distributed.is_main()  # under torchrun only rank 0 writes and shows progress
     init_generator = torch.Generator().manual_seed(train_cfg.seed)
     model = build_model(model_cfg, init_generator).to(device)  # initialised on the CPU, then moved
-    batches.check_supported(model.example_kind, train_cfg.length_buckets)
+    batches.check_length_buckets(model.example_kind, train_cfg.length_buckets)
     out_dir = rundir.create_run_dir(out, overwrite) if out is not None and main else None
     examples = split_examples(splits, vocab, model, device)
     bar = ProgressBar(vocab.size, enabled=progress and main)
@@ -129,7 +194,7 @@ def fit_and_finish(trainer: Trainer, examples: dict, vocab: Vocab, splits: dict[
     """Fit (guarded, checkpointed into ``out_dir``), then final losses, samples and the run files."""
     train_cfg = trainer.cfg
     start = time.perf_counter()
-    state = checkpoint.fit_safely(trainer, out_dir)
+    state = fit_safely(trainer, out_dir)
     wall = time.perf_counter() - start
     trainer.model = distributed.unwrap(trainer.model)  # the plain model again, DDP wrapper released
     model = trainer.model
@@ -164,7 +229,7 @@ def resume(run: str | Path, steps: int | None = None, observers: list[Observer] 
     examples = split_examples(splits, vocab, model, device)
     bar = ProgressBar(vocab.size, enabled=progress)
     trainer = Trainer(model, examples["train"], examples["dev"], train_cfg, [bar, *observers])
-    checkpoint.restore(trainer, sd, path)
+    checkpoint.load_into(trainer, sd, path)
     if trainer.state.evals and trainer.state.evals[-1].step == done == train_cfg.steps:
         trainer.state.evals.pop()  # killed after its final evaluation: fit repeats it, identically
     checkpoint.clean_stale_temps(run)

@@ -1,6 +1,6 @@
 """Every setting in one place: model and training config dataclasses, and the TOML presets.
 
-Command-line flags are generated from these dataclasses (``cli_args.py``), presets are small TOML
+Command-line flags are generated from these dataclasses (``cli/args.py``), presets are small TOML
 files in ``presets/`` with ``[model]`` and ``[train]`` tables, and a run directory stores the
 resolved config as JSON so that it rebuilds the model without executing code.
 """
@@ -22,8 +22,12 @@ DEFAULT_SEED = 42  # the lecture's split seed (random.seed(42)); it also drives 
 class ModelConfig:
     """What to build. ``vocab_size`` is filled in from the data, never set by hand."""
 
-    model: str = field(default="mlp", metadata={"help": "registered model name (see `charlab models`)"})
-    block_size: int = field(default=3, metadata={"help": "context length in characters"})
+    model: str = field(default="mlp", metadata={
+        "help": "registered model name (see `charlab models`); alone it starts from the preset of the same name, "
+                "with --preset it keeps that preset's training settings and takes this model's own sizes"})
+    block_size: int = field(default=3, metadata={
+        "help": "context length in characters (window models); sequence models (rnn, gru, lstm, bow, transformer) "
+                "take the data's longest item + 1 unless this is given"})
     n_embd: int = field(default=10, metadata={"help": "embedding dimension per character"})
     n_hidden: int = field(default=200, metadata={"help": "units per hidden layer"})
     n_layers: int = field(default=1, metadata={"help": "number of hidden layers"})
@@ -72,7 +76,7 @@ class TrainConfig:
     grad_clip: float = field(default=0.0, metadata={"help": "clip the gradient norm to this (0: off)"})
     length_buckets: int = field(default=0, metadata={
         "help": "sequence models: draw each batch from one of this many equal groups of items sorted by length "
-                "(less padding, ~1.3x faster on names; every item still drawn with probability 1/N, every "
+                "(less padding, so faster: README \"Speed\"; every item still drawn with probability 1/N, every "
                 "character weighted alike in expectation); 0: uniform batches"})
     eval_interval: int = field(default=10_000, metadata={"help": "steps between dev evaluations"})
     checkpoint_interval: int = field(default=0, metadata={
@@ -83,8 +87,8 @@ class TrainConfig:
         "help": "torch CPU threads; 1 is fastest for the lecture's small matrices"})
     fast_path: str = field(default="off", metadata={
         "help": "MLP + SGD only. off: autograd; eager: hand-derived backward pass; compile: that pass unrolled "
-                "over 10 steps in one torch.compile graph (fastest; a cold compile takes ~30-90 s, then cached). "
-                "Same losses to float rounding (see fastpath.py)",
+                "over 10 steps in one torch.compile graph (fastest after a one-off compile, then cached: README "
+                "\"Speed\"). Same losses to float rounding (see training/hand_backward.py)",
         "choices": ("off", "eager", "compile")})
     device: str = field(default="auto", metadata={
         "help": "where to train; auto: cuda if available, else mps, else cpu (the run records the choice)",
@@ -113,6 +117,29 @@ def load_preset(name: str) -> tuple[ModelConfig, TrainConfig]:
         raise CharlabError(f"unknown preset {name!r}; choose one of: {', '.join(preset_names())}")
     doc = tomllib.loads(path.read_text(encoding="utf-8"))
     return from_dict(doc)
+
+
+def starting_config(preset: str | None = None, model: str | None = None
+                    ) -> tuple[ModelConfig, TrainConfig, dict[str, str]]:
+    """The configuration before any flag, and where each setting comes from.
+
+    Training settings come from ``preset`` (default: the preset named after ``model`` when there is
+    one, else ``DEFAULT_PRESET``); model settings from the preset named after ``model`` when ``model``
+    is not the preset's own model (``--preset best --model gru``: best's training, gru's sizes), else
+    from ``preset``. Returns both configs and ``{setting: "preset NAME"}`` for every field, so an error
+    about a setting the user did not type can say where its value came from.
+    """
+    names = preset_names()
+    if preset is None:
+        preset = model if model in names else DEFAULT_PRESET
+    model_cfg, train_cfg = load_preset(preset)
+    model_preset = preset
+    if model is not None and model != model_cfg.model and model in names:
+        model_cfg, _ = load_preset(model)
+        model_preset = model
+    sources = {f.name: f"preset {model_preset}" for f in dataclasses.fields(ModelConfig)}
+    sources.update({f.name: f"preset {preset}" for f in dataclasses.fields(TrainConfig)})
+    return model_cfg, train_cfg, sources
 
 
 def from_dict(doc: dict) -> tuple[ModelConfig, TrainConfig]:

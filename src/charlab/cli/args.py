@@ -9,6 +9,7 @@ import math
 import sys
 
 from charlab.config import ModelConfig, TrainConfig
+from charlab.rundir import Run, load_run
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -48,3 +49,23 @@ def print_json(doc) -> None:
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else there")
+
+
+def load_run_noted(run) -> Run:
+    """``rundir.load_run``, saying on stderr (one line) when the run has no final weights and its
+    checkpoint's are used instead (a run killed mid-training)."""
+    loaded = load_run(run)
+    if loaded.weights is not None:
+        print(f"charlab: {run} has no final weights (training did not finish); using "
+              f"{loaded.weights['source']} from step {loaded.weights['step']}", file=sys.stderr)
+    return loaded
+
+
+def with_weights(doc, loaded: Run):
+    """``doc`` with ``"weights": {"source", "step"}`` when ``loaded`` came from a checkpoint: a key of a
+    dict, or of every row of a list; unchanged for a run with final weights."""
+    if loaded.weights is None:
+        return doc
+    if isinstance(doc, dict):
+        return {**doc, "weights": loaded.weights}
+    return [{**row, "weights": loaded.weights} if isinstance(row, dict) else row for row in doc]

@@ -21,7 +21,7 @@ from charlab.data import IGNORE_INDEX, Examples
 from charlab.errors import CharlabError
 
 
-def check_supported(example_kind: str, length_buckets: int) -> None:
+def check_length_buckets(example_kind: str, length_buckets: int) -> None:
     """Length buckets group whole items: refuse them for window models, naming the fix."""
     if length_buckets > 0 and example_kind != "sequence":
         raise CharlabError("--length-buckets groups whole items by length, for sequence models (rnn, gru, "
@@ -36,7 +36,7 @@ class BatchSampler:
         self.buckets: list[torch.Tensor] | None = None
         if length_buckets <= 0 or self.n == 0:
             return
-        check_supported("sequence" if examples.y.dim() == 2 else "window", length_buckets)
+        check_length_buckets("sequence" if examples.y.dim() == 2 else "window", length_buckets)
         targets = (examples.y != IGNORE_INDEX).sum(1).cpu()  # (N,) predicted characters per item
         order = torch.argsort(targets, stable=True)  # (N,) shortest first
         self.buckets = list(order.tensor_split(min(length_buckets, self.n)))  # Q x (~N/Q,)

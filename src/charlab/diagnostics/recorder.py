@@ -1,6 +1,6 @@
 """Record the lecture's statistics while training, as an ``Observer`` of the trainer.
 
-On a sampled step only (``schedule.py``) the recorder attaches a forward hook to every leaf module
+On a sampled step only (``sampling.py``) the recorder attaches a forward hook to every leaf module
 and a tensor hook to each output, reads the weight gradients after ``backward``, clones the
 parameters before the optimizer step and compares after it. Every statistic is reduced on the
 device; the lot is copied to the CPU in one transfer per sampled step, and every handle is removed
@@ -25,14 +25,11 @@ import torch
 from torch import nn
 
 from charlab.diagnostics import quantities as q
-from charlab.training.distributed import unwrap_view
 from charlab.diagnostics.probe import full_pass, is_batchnorm
 from charlab.diagnostics.sampling import DEFAULT_SCHEDULE, SampleSchedule
 from charlab.errors import CharlabError
-from charlab.rundir import atomic_write_bytes
-from charlab.training.loop import Observer
-
-DIAGNOSTICS_FILE = "diagnostics.jsonl"
+from charlab.rundir import DIAGNOSTICS as DIAGNOSTICS_FILE, atomic_write_bytes
+from charlab.training.events import Observer, TrainView
 
 
 def read_records(path: str | Path) -> list[dict]:
@@ -148,8 +145,8 @@ class Recorder(Observer):
         return [r for r in self.records if r["kind"] == "step"]
 
     # observer events -------------------------------------------------------------------------------
-    def on_train_start(self, trainer) -> None:
-        model, cfg = unwrap_view(trainer.model), trainer.cfg
+    def on_train_start(self, view: TrainView) -> None:
+        model, cfg = view.model, view.cfg
         self.layers = leaf_layers(model)
         self.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.total = cfg.steps
@@ -161,7 +158,7 @@ class Recorder(Observer):
                    "schedule": {"every": self.schedule.every, "dense": self.schedule.dense},
                    "layers": [layer_info(n, m) for n, m in self.layers]})
 
-    def on_step_start(self, trainer, step: int) -> None:
+    def on_step_start(self, view: TrainView, step: int) -> None:
         if not self.schedule.sampled(step, self.total):
             return
         self._active = True
@@ -183,7 +180,7 @@ class Recorder(Observer):
             self._grads.setdefault(name, []).append(grad.detach())
         return hook
 
-    def on_after_backward(self, trainer, step: int) -> None:
+    def on_after_backward(self, view: TrainView, step: int) -> None:
         if not self._active:
             return
         bounded = {name for name, m in self.layers if getattr(m, "bounded", False)}
@@ -208,7 +205,7 @@ class Recorder(Observer):
         self._before = [p.detach().clone() for _, p in self.params]
         self._pending = {"layers": layers, "params": params}
 
-    def on_step_end(self, trainer, step: int, loss: torch.Tensor) -> None:
+    def on_step_end(self, view: TrainView, step: int, loss: torch.Tensor) -> None:
         if not self._active:
             return
         if self._pending is None:
@@ -216,7 +213,7 @@ class Recorder(Observer):
             return
         for entry, before, (_, p) in zip(self._pending["params"], self._before, self.params):
             entry["update_data"] = q.update_data_ratio(before, p)
-        record = to_host({"kind": "step", "step": step, "lr": trainer.schedule.lr(step), "loss": loss,
+        record = to_host({"kind": "step", "step": step, "lr": view.lr(step), "loss": loss,
                           **self._pending})
         self._remove_handles()
         self.emit(record)
@@ -229,8 +226,7 @@ class Recorder(Observer):
             handle.remove()
         self._reset_step()
 
-    def on_train_end(self, trainer) -> None:
+    def on_train_end(self, view: TrainView) -> None:
         self._remove_handles()
         if self.probe:
-            cfg = trainer.cfg
-            self.emit(full_pass(unwrap_view(trainer.model), trainer.train_examples, cfg.batch_size, cfg.seed))
+            self.emit(full_pass(view.model, view.train_examples, view.cfg.batch_size, view.cfg.seed))

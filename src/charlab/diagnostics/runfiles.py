@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from charlab.diagnostics import quantities as q
-from charlab.diagnostics.recorder import DIAGNOSTICS_FILE, read_records
+from charlab.diagnostics.recorder import read_records
 from charlab.errors import CharlabError
-
-RECORDS_FILE = "diagnose.jsonl"  # written by `charlab diagnose`; training with --diagnose writes DIAGNOSTICS_FILE
+from charlab.rundir import DIAGNOSE_RECORDS, DIAGNOSTICS
 
 
 def train_losses(metrics: list[dict]) -> list[float]:
@@ -28,8 +27,8 @@ def init_record(metrics: list[dict], vocab_size: int) -> dict | None:
 def load_diagnostics(run: str | Path) -> tuple[Path, list[dict]]:
     """The records of ``charlab diagnose`` if present, else those recorded while training."""
     run = Path(run)
-    for name in (RECORDS_FILE, DIAGNOSTICS_FILE):
+    for name in (DIAGNOSE_RECORDS, DIAGNOSTICS):
         if (run / name).is_file():
             return run / name, read_records(run / name)
-    raise CharlabError(f"{run} has no diagnostics ({RECORDS_FILE} or {DIAGNOSTICS_FILE}); run "
+    raise CharlabError(f"{run} has no diagnostics ({DIAGNOSE_RECORDS} or {DIAGNOSTICS}); run "
                        f"`charlab diagnose {run}` first, or train with --diagnose")

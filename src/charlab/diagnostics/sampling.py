@@ -6,12 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DENSE_STEPS = 20  # record steps 0..19: the first steps show the init problems and the fastest change
-EVERY = 1000  # then one step in 1000: ~200 records over the lecture's 200k steps, well under 5% overhead
+EVERY = 1000  # then one step in 1000: ~200 records over 200k steps (cost: benchmarks/diagnose_overhead.py)
 
 
 @dataclass(frozen=True)
 class SampleSchedule:
-    """``sampled(step, total)``: True for steps < ``dense``, multiples of ``every`` and the last step."""
+    """Which steps the diagnostics record (not text sampling): ``sampled(step, total)`` is True for
+    steps < ``dense``, multiples of ``every`` and the last step."""
 
     every: int = EVERY
     dense: int = DENSE_STEPS

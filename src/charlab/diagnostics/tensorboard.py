@@ -29,8 +29,7 @@ from torch.utils.tensorboard import SummaryWriter
 from charlab.diagnostics import quantities as q
 from charlab.diagnostics.recorder import first_tensor, leaf_layers
 from charlab.diagnostics.sampling import DEFAULT_SCHEDULE, SampleSchedule
-from charlab.training.distributed import unwrap_view
-from charlab.training.loop import Observer
+from charlab.training.events import Observer, TrainView
 
 SCALAR_EVERY = 100  # steps per loss/lr point: smooth curves, and one host read per 100 steps
 
@@ -48,14 +47,14 @@ class TensorBoardObserver(Observer):
         self._outputs: dict[str, torch.Tensor] = {}
         self._before: dict[str, torch.Tensor] = {}
 
-    def on_train_start(self, trainer) -> None:
+    def on_train_start(self, view: TrainView) -> None:
         self.writer = SummaryWriter(log_dir=str(self.logdir))
-        model = unwrap_view(trainer.model)
+        model = view.model
         self.layers = leaf_layers(model)
         self.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        self.total = trainer.cfg.steps
+        self.total = view.cfg.steps
 
-    def on_step_start(self, trainer, step: int) -> None:
+    def on_step_start(self, view: TrainView, step: int) -> None:
         if self.schedule.sampled(step, self.total):
             for name, module in self.layers:
                 self._handles.append(module.register_forward_hook(self._keep_output(name)))
@@ -67,7 +66,7 @@ class TensorBoardObserver(Observer):
                 self._outputs[name] = out.detach()
         return hook
 
-    def on_after_backward(self, trainer, step: int) -> None:
+    def on_after_backward(self, view: TrainView, step: int) -> None:
         if not self._handles:
             return
         self._remove_hooks()
@@ -77,12 +76,12 @@ class TensorBoardObserver(Observer):
             if p.dim() == 2:
                 self._before[name] = p.detach().clone()
 
-    def on_step_end(self, trainer, step: int, loss: torch.Tensor) -> None:
+    def on_step_end(self, view: TrainView, step: int, loss: torch.Tensor) -> None:
         self._loss_sum = self._loss_sum + loss  # stays on the device until written
         self._loss_count += 1
         if (step + 1) % self.scalar_every == 0 or step + 1 == self.total:
             self.writer.add_scalar("loss/train", float(self._loss_sum) / self._loss_count, step)
-            self.writer.add_scalar("lr", trainer.schedule.lr(step), step)
+            self.writer.add_scalar("lr", view.lr(step), step)
             self._loss_sum, self._loss_count = 0.0, 0
         if self._outputs or self._before:
             self._write_sampled(step)
@@ -100,11 +99,11 @@ class TensorBoardObserver(Observer):
                                        step)
         self._outputs, self._before = {}, {}
 
-    def on_eval(self, trainer, step: int, losses: dict[str, float]) -> None:
+    def on_eval(self, view: TrainView, step: int, losses: dict[str, float]) -> None:
         for split, value in losses.items():
             self.writer.add_scalar(f"loss/{split}", value, step)
 
-    def on_train_end(self, trainer) -> None:
+    def on_train_end(self, view: TrainView) -> None:
         self._remove_hooks()
         if self.writer is not None:
             self.writer.close()

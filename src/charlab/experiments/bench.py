@@ -1,4 +1,4 @@
-"""Speed, measured side by side against the lecture's code (``benchmarks/reference.py``).
+"""Speed, measured side by side against the lecture's code (``charlab/experiments/reference.py``).
 
 Every figure is a ratio of two timings taken in the same invocation, interleaved (reference,
 charlab, reference, charlab, ...) so that a busy machine slows both alike; each row quotes the
@@ -35,10 +35,12 @@ from charlab.api import resolve_config
 from charlab.data import SPLITS, Vocab, build_examples, read_items
 from charlab.data.splits import split_items
 from charlab.errors import CharlabError
+from charlab.experiments import reference
 from charlab.inference.evaluate import split_loss
 from charlab.training.hand_backward import UNROLL_STEPS
 from charlab.inference.fold import fold_batchnorm
 from charlab.models import build_model
+from charlab.report.table import markdown_table
 from charlab.inference.sample import sample_texts
 
 LECTURE_STEPS = 200_000  # the lecture's run, which the fast preset is measured against
@@ -46,22 +48,24 @@ TARGET_DEV = 2.10  # the lecture's dev loss on names (2.1048 after 200k steps), 
 SAMPLE_N = 10_000  # names sampled by charlab per repeat
 REFERENCE_SAMPLE_N = 200  # names the one-at-a-time reference samples per repeat (its rate is flat in n)
 DATA_SIZES = (100_000, 300_000, 1_000_000)  # items; one subprocess each, so peak memory is per size
-FOLD_REPEATS_INNER = 5  # dev-set passes per timing: one pass is ~10 ms, too short to time alone
+FOLD_REPEATS_INNER = 5  # dev-set passes per timing: one pass is too short to time alone (its time: the fold row)
 SEED = 42
 
 
 def find_reference(path: str | Path | None = None) -> Path:
-    """``benchmarks/reference.py`` in the working directory or in the source tree charlab runs from."""
-    candidates = [Path(path)] if path else [Path.cwd() / "benchmarks" / "reference.py",
-                                            Path(charlab.__file__).resolve().parents[2] / "benchmarks" / "reference.py"]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise CharlabError(f"the lecture reference is not at {candidates[0]}; run from a charlab checkout "
-                       "or pass --reference benchmarks/reference.py")
+    """The lecture reference: ``path`` when given, else the one inside the package
+    (``charlab/experiments/reference.py``), so an installed charlab needs no checkout."""
+    if path is None:
+        return Path(reference.__file__)
+    if not Path(path).is_file():
+        raise CharlabError(f"--reference {path} is not a file; omit --reference to use the packaged one")
+    return Path(path)
 
 
 def load_reference(path: Path):
+    """The packaged reference module, or the file at ``path`` loaded as a module."""
+    if Path(path).resolve() == Path(reference.__file__).resolve():
+        return reference
     spec = importlib.util.spec_from_file_location("charlab_bench_reference", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -205,7 +209,7 @@ def bench_data(sizes=DATA_SIZES) -> dict:
 
 def run_all(repeats: int = 3, steps: int = 4000, reference: str | Path | None = None,
             jobs: tuple[str, ...] = ("train", "fast_preset", "sampling", "fold", "data")) -> dict:
-    """Every row, with the reference loaded from ``benchmarks/reference.py``; one thread, as charlab
+    """Every row, against the lecture reference (``find_reference``); one thread, as charlab
     trains by default."""
     torch.set_num_threads(1)
     ref = load_reference(find_reference(reference))
@@ -222,6 +226,9 @@ def run_all(repeats: int = 3, steps: int = 4000, reference: str | Path | None = 
     if "data" in jobs:
         results["data"] = bench_data()
     return results
+
+
+TABLE_HEADER = ("job", "lecture reference", "charlab", "ratio (median)", "check")  # rows: text, units in the cells
 
 
 def _train_rows(t: dict) -> list[list[str]]:
@@ -259,9 +266,7 @@ def table_rows(r: dict) -> list[list[str]]:
 
 
 def format_table(results: dict) -> str:
-    header = ["job", "lecture reference", "charlab", "ratio (median)", "check"]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in table_rows(results)]
+    lines = [markdown_table(TABLE_HEADER, table_rows(results))]
     if "data" in results:
         d = results["data"]
         lines.append(f"\ndata {d['item_growth']:.0f}x the items: build time x{d['time_growth']:.1f}, "

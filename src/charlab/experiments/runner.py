@@ -24,6 +24,7 @@ from charlab import api  # noqa: E402
 from charlab.diagnostics.recorder import Recorder  # noqa: E402
 from charlab.diagnostics.sampling import SampleSchedule  # noqa: E402
 from charlab.errors import CharlabError  # noqa: E402
+from charlab.report.table import markdown_table  # noqa: E402
 from charlab.rundir import atomic_write_bytes, atomic_write_json  # noqa: E402
 
 FIGURE_FORMATS = ("png", "svg")
@@ -34,7 +35,7 @@ FIGURE_DPI = 120  # crisp on a screen, small files
 class Column:
     key: str
     header: str
-    fmt: str = "{}"  # how the Markdown table shows the value; the JSON keeps the raw value
+    fmt: str | None = None  # a number's format in the Markdown table (default: report.table.cell's); JSON keeps it raw
 
 
 @dataclass
@@ -86,23 +87,16 @@ def recorded_steps(recorder: Recorder) -> dict[int, dict]:
     return {r["step"]: r for r in recorder.steps()}
 
 
-def fmt_value(value, fmt: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if isinstance(value, (list, tuple)):
-        return " ".join(fmt_value(v, fmt) for v in value)
-    return fmt.format(value)
-
-
-def markdown_table(columns: list[Column], rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(c.header for c in columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(fmt_value(row.get(c.key), c.fmt) for c in columns) + " |" for row in rows]
-    return "\n".join(lines)
+def result_table(result: ExperimentResult) -> str:
+    """The result's rows as a Markdown table: one column per ``Column``, with its header and number format."""
+    columns = result.columns
+    return markdown_table([c.header for c in columns], [[row.get(c.key) for c in columns] for row in result.rows],
+                          [c.fmt for c in columns])
 
 
 def markdown(result: ExperimentResult) -> str:
     settings = ", ".join(f"{k} {v}" for k, v in result.settings.items())
-    parts = [f"# {result.title}", "", f"Settings: {settings}.", "", markdown_table(result.columns, result.rows), "",
+    parts = [f"# {result.title}", "", f"Settings: {settings}.", "", result_table(result), "",
              "## Findings", "", *[f"- {line}" for line in result.findings]]
     figures = [f"![{name}]({result.name}-{name}.png)" for name in result.figures]
     if figures:

@@ -16,7 +16,7 @@ from charlab.data import build_examples
 from charlab.diagnostics.recorder import Recorder
 from charlab.experiments.blocks import hidden_blocks, meta_record
 from charlab.experiments.runner import Column, ExperimentResult, data_name, recorded_steps, schedule_at_ends, train_variant
-from charlab.training.loop import Observer
+from charlab.training.events import Observer, TrainView
 
 NAME = "zero-init"
 PRESET = "deep-bn"  # the lecture's exercise is posed on its deep BatchNorm net
@@ -26,12 +26,12 @@ DEFAULT_STEPS = 2000
 class GradientReach(Observer):
     """On every step, the largest |gradient| each parameter has received (kept on the device)."""
 
-    def on_train_start(self, trainer) -> None:
-        self.params = dict(trainer.model.named_parameters())
+    def on_train_start(self, view: TrainView) -> None:
+        self.params = dict(view.model.named_parameters())
         self.start = {n: p.detach().clone() for n, p in self.params.items()}
         self.max_grad = {n: torch.zeros((), device=p.device) for n, p in self.params.items()}
 
-    def on_after_backward(self, trainer, step: int) -> None:
+    def on_after_backward(self, view: TrainView, step: int) -> None:
         for name, p in self.params.items():
             if p.grad is not None:
                 self.max_grad[name] = torch.maximum(self.max_grad[name], p.grad.detach().abs().max())

@@ -28,7 +28,7 @@ from charlab.errors import CharlabError
 from charlab.nn.layers import Linear, Sequential
 
 LINEARS = (Linear, nn.Linear)
-NORMS = (BatchNorm1d, nn.BatchNorm1d)
+BATCHNORMS = (BatchNorm1d, nn.BatchNorm1d)  # the layers folded: charlab's and torch's
 ORDERED = (Sequential, nn.Sequential)  # containers whose child order is the order of execution
 
 
@@ -71,7 +71,7 @@ def _fold_sequence(container: nn.Module, prefix: str) -> tuple[list[nn.Module], 
     layers: list[nn.Module] = []
     folds = 0
     for i, (child_name, child) in enumerate(children):
-        if isinstance(child, NORMS):
+        if isinstance(child, BATCHNORMS):
             previous_name, previous = children[i - 1] if i else (None, None)
             _check_foldable(prefix + child_name, child, previous,
                             None if previous_name is None else prefix + previous_name)
@@ -96,7 +96,7 @@ def _fold_in_place(module: nn.Module, prefix: str = "") -> int:
                 module.add_module(str(i), layer)  # renumbered 0, 1, 2... like a model built without norms
         folds += here
     else:
-        stray = [n for n, c in module.named_children() if isinstance(c, NORMS)]
+        stray = [n for n, c in module.named_children() if isinstance(c, BATCHNORMS)]
         if stray:
             raise CharlabError(f"BatchNorm {prefix + stray[0]!r} is not inside a Sequential, so the layer "
                                "before it is unknown; only a BatchNorm directly after a Linear can be folded")
@@ -104,13 +104,13 @@ def _fold_in_place(module: nn.Module, prefix: str = "") -> int:
 
 
 def count_batchnorms(model: nn.Module) -> int:
-    return sum(isinstance(m, NORMS) for m in model.modules())
+    return sum(isinstance(m, BATCHNORMS) for m in model.modules())
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A new model, in eval mode, with every Linear->BatchNorm pair replaced by one folded Linear."""
     folded = copy.deepcopy(model)
-    if isinstance(folded, NORMS):
+    if isinstance(folded, BATCHNORMS):
         raise CharlabError("the model is a lone BatchNorm with no Linear before it; nothing to fold it into")
     _fold_in_place(folded)
     return folded.eval()

@@ -9,7 +9,7 @@ from charlab.data import BOUNDARY_ID, Vocab
 from charlab.models.base import model_device
 from charlab.errors import CharlabError
 from charlab.inference.evaluate import eval_mode
-from charlab.inference.window_cache import LogitTable, worth_a_table
+from charlab.inference.window_cache import NextCharCache, worth_caching
 
 MAX_SAMPLE_LEN = 64  # characters; a sample that never emits the boundary is cut here
 SAMPLE_CHUNK = 16_384  # sequences per batch: bounds memory (16k x 64 ids = 8 MB) for a large -n
@@ -26,12 +26,12 @@ def sample_tensor(model, n: int, generator: torch.Generator, temperature: float 
                   top_k: int | None = None, prefix: list[int] = (), max_len: int = MAX_SAMPLE_LEN
                   ) -> torch.Tensor:
     """``n`` samples as one (n, L) id tensor, boundary after each end. A window model with a small
-    context space reads its logits from a table of every window (``sample_table.py``)."""
-    table = None
-    if worth_a_table(model, n):  # cumulative distributions per window, shared by all chunks
-        table = LogitTable(model, lambda logits: cumulative_probs(logits, temperature, top_k))
+    context space reads its distributions from a cache of every window's (``window_cache.py``)."""
+    cache = None
+    if worth_caching(model, n):  # cumulative distributions per window, shared by all chunks
+        cache = NextCharCache(model, lambda logits: cumulative_probs(logits, temperature, top_k))
     chunks = [_sample_chunk(model, min(SAMPLE_CHUNK, n - start), generator, temperature, top_k,
-                            list(prefix), max_len, table) for start in range(0, n, SAMPLE_CHUNK)]
+                            list(prefix), max_len, cache) for start in range(0, n, SAMPLE_CHUNK)]
     width = max(c.shape[1] for c in chunks)
     return torch.cat([F.pad(c, (0, width - c.shape[1]), value=BOUNDARY_ID) for c in chunks])  # (n, L)
 
@@ -48,24 +48,25 @@ def cumulative_probs(logits: torch.Tensor, temperature: float, top_k: int | None
 def draw(cdf: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """One id per row of the cumulative distribution ``cdf`` (n, V) by inverting it at one uniform
     per row: the first id whose cumulative probability exceeds it (never a zero-probability id).
-    ``torch.multinomial`` does the same job ~100x slower on the CPU for many short rows."""
+    ``torch.multinomial`` does the same job far slower on the CPU for many short rows (sampling speed:
+    the sampling row of ``charlab bench``)."""
     u = torch.rand(cdf.shape[0], 1, generator=generator) * cdf[:, -1:]  # (n, 1)
     return (cdf <= u).sum(1).clamp_(max=cdf.shape[1] - 1)  # (n,) = searchsorted(cdf, u, right=True)
 
 
-def _sample_chunk(model, n, generator, temperature, top_k, prefix, max_len, table=None):
+def _sample_chunk(model, n, generator, temperature, top_k, prefix, max_len, cache=None):
     """Rows that emitted the boundary leave the batch, so each step costs only the live rows."""
     limit = max_len if model.example_kind == "window" else min(max_len, model.block_size - 1)
     t = len(prefix)
     ctx = torch.full((n, max(limit, t)), BOUNDARY_ID, dtype=torch.long)  # (n, L), filled left to right
     ctx[:, :t] = torch.tensor(prefix, dtype=torch.long)
     live = torch.arange(n)  # (a,) rows still sampling
-    row = table.rows(ctx[:, :t]) if table is not None else None  # (a,) table row of each live window
+    window = cache.index(ctx[:, :t]) if cache is not None else None  # (a,) number of each live window
     device = model_device(model)  # the model may be on a GPU; drawing stays on the CPU generator
     with eval_mode(model):
         while t < limit and live.numel():
-            if table is not None:
-                cdf = table.lookup(row)  # (a, V)
+            if cache is not None:
+                cdf = cache.lookup(window)  # (a, V)
             else:
                 logits = model.next_token_logits(ctx[live, :t].to(device)).float().cpu()  # (a, V)
                 cdf = cumulative_probs(logits, temperature, top_k)  # (a, V)
@@ -73,8 +74,8 @@ def _sample_chunk(model, n, generator, temperature, top_k, prefix, max_len, tabl
             ctx[live, t] = nxt
             going = torch.nonzero(nxt != BOUNDARY_ID).squeeze(1)  # (a',) positions still sampling
             live, nxt = live[going], nxt[going]
-            if table is not None:
-                row = table.advance(row[going], nxt)
+            if cache is not None:
+                window = cache.advance(window[going], nxt)
             t += 1
     return ctx[:, :t]  # (n, t)
 

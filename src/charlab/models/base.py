@@ -17,6 +17,8 @@ A model is a ``CharModel`` (a ``torch.nn.Module``) with:
 - ``next_token_logits(context) -> (B, V)``: logits of the next character given the ids generated so
   far after the start boundary, ``context`` (B, t) with t >= 0. Sampling uses only this.
 - ``trained_by_gradient``: False for models fit by counting (they define ``fit_counts``).
+- ``output_layer``: the Linear that makes the logits, where the model has one: ``apply_init``
+  scales it as the output layer (x0.01, bias 0) and every other Linear as a hidden one.
 
 Layers are hand-written modules (``charlab.nn``); diagnostics observe them through
 hooks, so a model stores nothing for them.

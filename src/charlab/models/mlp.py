@@ -40,9 +40,13 @@ class MLP(WindowModel):
     def logits(self, idx: torch.Tensor) -> torch.Tensor:
         return self.layers(idx)  # (B, block_size) -> (B, V)
 
+    @property
+    def output_layer(self) -> Linear:
+        return self.layers[-1]  # the Linear to logits, appended last
+
 
 @register("mlp")
 def build_mlp(cfg, generator=None) -> MLP:
     model = MLP(cfg.vocab_size, cfg.block_size, cfg.n_embd, cfg.n_hidden, cfg.n_layers, cfg.norm,
                 cfg.activation, cfg.bn_momentum, cfg.bn_eps)
-    return apply_init(model, cfg.init, cfg.gain, generator)
+    return apply_init(model, cfg.init, cfg.gain, generator, output=model.output_layer)

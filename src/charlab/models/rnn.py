@@ -19,6 +19,8 @@ from charlab.models.base import SequenceModel
 from charlab.models.registry import register
 from charlab.nn.recurrent import CELLS
 from charlab.nn.dropout import Dropout, dropout_generator, dropout_mask
+from charlab.nn.fast import default_path, use_fast
+from charlab.nn.recurrent_fast import run_sequence
 
 
 class RecurrentLM(SequenceModel):
@@ -32,28 +34,38 @@ class RecurrentLM(SequenceModel):
         self.recurrent_dropout = recurrent_dropout  # a mask, not a layer: drawn once per sequence
         self.generator = generator
         self.drop_out = Dropout(dropout, generator)
-        self.lm_head = Linear(n_hidden, vocab_size)  # registered last: the output layer for apply_init
+        self.sequence_path = default_path()  # "fast": the whole sequence at once (nn/fast.py)
+        self.lm_head = Linear(n_hidden, vocab_size)
 
     def logits(self, idx: torch.Tensor) -> torch.Tensor:
         batch, t = idx.shape
-        emb = self.drop_in(self.wte(idx))  # (B, T, E)
+        fast = use_fast(self)
+        dropped_in = self.drop_in.training and self.drop_in.p > 0
+        emb = self.drop_in(self.wte(idx)) if dropped_in or not fast else None  # (B, T, E)
         state = self.cell.initial_state(batch)
         mask = None
         if self.training and self.recurrent_dropout > 0:
             mask = dropout_mask(self.recurrent_dropout, state[0].shape, self.generator, idx.device)  # (B, H)
-        hiddens = []
-        for i in range(t):
-            state = self.cell(emb[:, i, :], state, mask)  # h: (B, H)
-            hiddens.append(state[0])
-        hidden = torch.stack(hiddens, dim=1)  # (B, T, H)
+        if fast:  # the same math as the loop below, all positions' input shares at once (nn/recurrent_fast.py)
+            hidden = run_sequence(self.cell, emb, mask, idx=idx, table=self.wte.weight).transpose(0, 1)  # (B, T, H)
+        else:
+            hiddens = []
+            for i in range(t):
+                state = self.cell(emb[:, i, :], state, mask)  # h: (B, H)
+                hiddens.append(state[0])
+            hidden = torch.stack(hiddens, dim=1)  # (B, T, H)
         return self.lm_head(self.drop_out(hidden))  # (B, T, V)
+
+    @property
+    def output_layer(self) -> Linear:
+        return self.lm_head
 
 
 def _builder(cell: str):
     def build(cfg, generator=None) -> RecurrentLM:
         model = RecurrentLM(cfg.vocab_size, cfg.block_size, cfg.n_embd, cfg.n_hidden, cell, cfg.dropout,
                             dropout_generator(generator), cfg.recurrent_dropout)
-        return apply_init(model, cfg.init, cfg.gain, generator)
+        return apply_init(model, cfg.init, cfg.gain, generator, output=model.output_layer)
 
     build.__name__ = f"build_{cell}"
     return build

@@ -2,13 +2,14 @@
 
 token + position embedding -> dropout -> n_layers x [x + attn(LN(x)); x + MLP(LN(x))] -> LN ->
 Linear to logits at every position. The MLP is Linear(C, 4C) -> GELU -> Linear(4C, C) -> dropout.
-All layers are hand-written (``layers.py``, ``transformer_layers.py``); the initialisation is
+All layers are hand-written (``nn/layers.py``, ``nn/attention.py``); the initialisation is
 ``apply_init``'s (output layer x0.01, so the loss at init is -ln(1/V)).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from charlab.errors import CharlabError
@@ -19,6 +20,8 @@ from charlab.models.registry import register
 from charlab.nn.layers import GELU, LayerNorm
 from charlab.nn.attention import CausalSelfAttention
 from charlab.nn.dropout import Dropout, dropout_generator
+from charlab.nn import attention_fast as fast
+from charlab.nn.fast import default_path, use_fast
 
 MLP_EXPANSION = 4  # GPT's feed-forward width, 4 x n_embd
 
@@ -36,6 +39,13 @@ class Block(nn.Module):
         x = x + self.attn(self.ln_1(x))  # (B, T, C)
         return x + self.mlp(self.ln_2(x))  # (B, T, C)
 
+    def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` with fused kernels over the same parameters (``nn/attention_fast.py``)."""
+        x = x + fast.causal_self_attention(self.attn, fast.layer_norm(self.ln_1, x))  # (B, T, C)
+        fc, _, proj, drop = self.mlp  # Linear, GELU, Linear, Dropout
+        h = F.gelu(fast.linear(fc, fast.layer_norm(self.ln_2, x)))  # (B, T, 4C) exact (erf) GELU
+        return x + drop(fast.linear(proj, h))  # (B, T, C)
+
 
 class Transformer(SequenceModel):
     def __init__(self, vocab_size: int, block_size: int, n_embd: int, n_head: int, n_layers: int,
@@ -49,17 +59,27 @@ class Transformer(SequenceModel):
         self.blocks = Sequential(*[Block(n_embd, n_head, block_size, dropout, generator)
                                    for _ in range(n_layers)])
         self.ln_f = LayerNorm(n_embd)
-        self.lm_head = Linear(n_embd, vocab_size)  # registered last: the output layer for apply_init
+        self.sequence_path = default_path()  # "fast": fused kernels, the same math (nn/fast.py)
+        self.lm_head = Linear(n_embd, vocab_size)
 
     def logits(self, idx: torch.Tensor) -> torch.Tensor:
         t = idx.shape[1]
         x = self.wte(idx) + self.wpe(torch.arange(t, device=idx.device))  # (B, T, C)
+        if use_fast(self):
+            x = self.drop(x)  # (B, T, C)
+            for block in self.blocks:
+                x = block.forward_fast(x)  # (B, T, C)
+            return fast.linear(self.lm_head, fast.layer_norm(self.ln_f, x))  # (B, T, V)
         x = self.blocks(self.drop(x))  # (B, T, C)
         return self.lm_head(self.ln_f(x))  # (B, T, V)
+
+    @property
+    def output_layer(self) -> Linear:
+        return self.lm_head
 
 
 @register("transformer")
 def build_transformer(cfg, generator=None) -> Transformer:
     model = Transformer(cfg.vocab_size, cfg.block_size, cfg.n_embd, cfg.n_head, cfg.n_layers, cfg.dropout,
                         dropout_generator(generator))
-    return apply_init(model, cfg.init, cfg.gain, generator)
+    return apply_init(model, cfg.init, cfg.gain, generator, output=model.output_layer)

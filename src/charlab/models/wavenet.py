@@ -46,8 +46,12 @@ class WaveNet(WindowModel):
     def logits(self, idx: torch.Tensor) -> torch.Tensor:
         return self.layers(idx)  # (B, block_size) -> (B, V)
 
+    @property
+    def output_layer(self) -> Linear:
+        return self.layers[-1]  # the Linear to logits, appended last
+
 
 @register("wavenet")
 def build_wavenet(cfg, generator=None) -> WaveNet:
     model = WaveNet(cfg.vocab_size, cfg.block_size, cfg.n_embd, cfg.n_hidden, cfg.bn_momentum, cfg.bn_eps)
-    return apply_init(model, cfg.init, cfg.gain, generator)
+    return apply_init(model, cfg.init, cfg.gain, generator, output=model.output_layer)

@@ -1,7 +1,8 @@
 """Weight initialisation, in one named place: the lecture's steps from naive to kaiming.
 
 Each scheme re-draws every parameter from one ``torch.Generator`` in module order, so a seed gives
-the same weights every time. "Hidden" Linears are all but the last; the last is the output layer.
+the same weights every time. The output layer (the Linear that makes the logits) is named by the model
+(``apply_init(..., output=model.output_layer)``); every other Linear is "hidden".
 
 - ``naive``: every Embedding, Linear weight and bias ~ N(0, 1) (the lecture's first cell);
 - ``fix-softmax``: as naive, output weight x0.01 and bias 0 (logits near 0: loss at init ~ -ln(1/V));
@@ -48,18 +49,20 @@ def _scales(scheme: str, is_output: bool, fan_in: int, gain: float) -> tuple[flo
 
 @torch.no_grad()
 def apply_init(model: nn.Module, scheme: str, gain: float = TANH_GAIN,
-               generator: torch.Generator | None = None) -> nn.Module:
-    """Re-initialise ``model`` in place with ``scheme``; returns the model."""
+               generator: torch.Generator | None = None, *, output: Linear) -> nn.Module:
+    """Re-initialise ``model`` in place with ``scheme``; ``output`` is its output layer, a Linear inside
+    ``model``. Returns the model."""
     if scheme not in SCHEMES:
         raise ValueError(f"unknown init scheme {scheme!r}; choose one of {SCHEMES}")
-    linears = [m for m in model.modules() if isinstance(m, Linear)]
+    if not isinstance(output, Linear) or not any(m is output for m in model.modules()):
+        raise ValueError("output must be the model's own output Linear")
     for module in model.modules():
         if isinstance(module, Embedding):
             module.weight.normal_(0.0, 1.0, generator=generator)
         elif isinstance(module, BatchNorm1d):
             module.reset_parameters()
         elif isinstance(module, Linear):
-            w_scale, b_scale = _scales(scheme, module is linears[-1], module.in_features, gain)
+            w_scale, b_scale = _scales(scheme, module is output, module.in_features, gain)
             module.weight.normal_(0.0, 1.0, generator=generator).mul_(w_scale)
             if module.bias is not None:
                 module.bias.normal_(0.0, 1.0, generator=generator).mul_(b_scale)

@@ -1,4 +1,5 @@
-"""Building blocks of the HTML report: escaped text and tables, figures as PNG data URIs, assets.
+"""Building blocks of the HTML report: escaped text and tables (cells as ``report/table.py`` writes them),
+figures as PNG data URIs, assets.
 
 Every value that comes from a run goes through ``esc`` (``html.escape``), so an item such as
 ``<img src=x onerror=alert(1)>`` shows as text.
@@ -10,13 +11,13 @@ import base64
 import html
 import io
 import json
-import math
 from importlib import resources
 from pathlib import Path
 
 from matplotlib.figure import Figure
 
 from charlab.errors import CharlabError
+from charlab.report.table import cell, is_number
 
 FIGURE_DPI = 100  # sharp at the page's 1000-pixel width, ~50 kB per figure
 
@@ -43,25 +44,18 @@ def png_file_html(path: Path) -> str:
             f"<figcaption>{esc(path.name)}</figcaption></figure>")
 
 
-def fmt(value) -> str:
-    if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.4g}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(fmt(v) for v in value)
-    return str(value)
-
-
 def table(header: list[str], rows: list[list], classes: list[list[str]] | None = None) -> str:
-    """An escaped HTML table; numbers right-aligned; ``classes`` optionally styles cells."""
+    """An escaped HTML table, each value's text by ``table.cell``; numbers right-aligned; ``classes``
+    optionally styles cells."""
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = []
     for r, row in enumerate(rows):
         cells = []
         for c, value in enumerate(row):
-            cls = ["num"] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+            cls = ["num"] if is_number(value) else []
             cls += [classes[r][c]] if classes and classes[r][c] else []
             attr = f' class="{" ".join(cls)}"' if cls else ""
-            cells.append(f"<td{attr}>{esc(fmt(value))}</td>")
+            cells.append(f"<td{attr}>{esc(cell(value))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 

@@ -3,7 +3,7 @@
 Everything is inside the file: figures as PNG data URIs, the stylesheet and the BatchNorm explainer's
 script inline, no CDN. A Content-Security-Policy forbids every network request and admits only this
 page's own script and stylesheet (by their SHA-256), so even text that slipped through unescaped could
-not run. Sections (``report_sections.py``) appear when the run has their files and are omitted
+not run. Sections (``sections.py``) appear when the run has their files and are omitted
 otherwise; a folder of experiment results without a run makes a report too.
 """
 
@@ -16,9 +16,7 @@ from pathlib import Path
 from charlab.errors import CharlabError
 from charlab.report.html import asset, esc
 from charlab.report.sections import SECTIONS, batchnorm_widget_section
-from charlab.rundir import atomic_write_bytes
-
-REPORT = "report.html"
+from charlab.rundir import CONFIG, METRICS, REPORT, SAMPLES, WEIGHTS, atomic_write_bytes, checkpoint_weights
 
 
 def csp_hash(text: str) -> str:
@@ -36,6 +34,25 @@ def page(title: str, body: str) -> str:
             f"<script>{script}</script></body></html>\n")
 
 
+def shown_path(run: Path) -> Path:
+    """The run's path relative to the working directory when it lies inside it, else absolute."""
+    path = run.resolve()
+    try:
+        return path.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
+def unfinished_weights(run: str | Path) -> dict | None:
+    """``{"source", "step"}`` of the checkpoint whose weights stand in for a run stopped before its
+    final weights (``rundir.checkpoint_weights``); None for a finished run or a folder without one."""
+    run = Path(run)
+    if not (run / CONFIG).is_file() or (run / WEIGHTS).is_file():
+        return None
+    found = checkpoint_weights(run)
+    return found[1] if found else None
+
+
 def build_report(run: str | Path) -> str:
     """The report of ``run`` as one HTML string."""
     run = Path(run)
@@ -43,10 +60,14 @@ def build_report(run: str | Path) -> str:
         raise CharlabError(f"run directory {run} does not exist; pass a directory made by `charlab train`")
     sections = [s for s in (build(run) for build in SECTIONS) if s]
     if sections == [batchnorm_widget_section(run)]:
-        raise CharlabError(f"{run} holds no run files (config.json, metrics.jsonl, samples.json) or experiment "
+        raise CharlabError(f"{run} holds no run files ({CONFIG}, {METRICS}, {SAMPLES}) or experiment "
                            "results; pass a directory made by `charlab train` or `charlab experiment`")
     header = (f"<h1>charlab report: {esc(run.resolve().name)}</h1>"
-              f'<p class="sub">{esc(run.resolve())}</p>')
+              f'<p class="sub">{esc(shown_path(run))}</p>')
+    weights = unfinished_weights(run)
+    if weights is not None:
+        header += (f'<p class="sub">training did not finish: the weights are those of {esc(weights["source"])} '
+                   f'(step {weights["step"]})</p>')
     return page(f"charlab report: {run.resolve().name}", header + "".join(sections))
 
 

@@ -9,13 +9,11 @@ from pathlib import Path
 
 from charlab.diagnostics import plots
 from charlab.diagnostics.health import check
-from charlab.diagnostics.recorder import DIAGNOSTICS_FILE
-from charlab.diagnostics.runfiles import RECORDS_FILE, init_record, load_diagnostics
+from charlab.diagnostics.runfiles import init_record, load_diagnostics
 from charlab.report.html import asset, esc, figure_html, png_file_html, read_json, section, table
-from charlab.rundir import CONFIG, SAMPLES, read_metrics
+from charlab.rundir import (CONFIG, DIAGNOSE_RECORDS, DIAGNOSTICS, SAMPLES, SPLITS_FILE, TENSORBOARD_DIR, VERDICTS,
+                            VOCAB, read_metrics)
 
-TENSORBOARD_DIR = "tensorboard"
-VERDICTS_FILE = "verdicts.json"  # written by `charlab diagnose`
 FOLD_KEYS = ("max_abs_diff", "max_rel_diff", "loss", "loss_folded", "speedup", "same_samples", "batchnorms_folded")
 
 
@@ -65,11 +63,11 @@ def losses_section(run: Path) -> str:
 
 
 def diagnostics_section(run: Path) -> str:
-    if not any((run / name).is_file() for name in (RECORDS_FILE, DIAGNOSTICS_FILE)):
+    if not any((run / name).is_file() for name in (DIAGNOSE_RECORDS, DIAGNOSTICS)):
         return ""
     _, records = load_diagnostics(run)
-    if (run / VERDICTS_FILE).is_file():
-        verdicts = read_json(run / VERDICTS_FILE)
+    if (run / VERDICTS).is_file():
+        verdicts = read_json(run / VERDICTS)
     else:
         meta = next((r for r in records if r.get("kind") == "meta"), {})
         init = init_record(read_metrics(run), meta["vocab_size"]) if "vocab_size" in meta else None
@@ -125,7 +123,7 @@ def fold_section(run: Path) -> str:
 def experiment_results(run: Path) -> list[tuple[Path, dict]]:
     found = []
     for path in sorted(run.glob("*.json")):
-        if path.name in (CONFIG, SAMPLES, VERDICTS_FILE, "vocab.json", "splits.json"):
+        if path.name in (CONFIG, VOCAB, SPLITS_FILE, SAMPLES, VERDICTS):
             continue
         doc = read_json(path)
         if isinstance(doc, dict) and "experiment" in doc and isinstance(doc.get("rows"), list):

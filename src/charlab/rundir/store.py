@@ -15,7 +15,13 @@ from charlab.errors import CharlabError
 from charlab.rundir.integrity import DIGEST_KEY, check_digest, read_head, refuse_pickle, tensor_digest
 from charlab.models import build_model
 from charlab.rundir.atomic import atomic_save_tensors, atomic_write_json
-from charlab.rundir.layout import CONFIG, FORMAT_VERSION, META_FILES, METRICS, REQUIRED, SPLITS_FILE, VOCAB, WEIGHTS
+from charlab.rundir.layout import (BEST_CHECKPOINT, CHECKPOINT_DIR, CONFIG, FORMAT_VERSION, LAST_CHECKPOINT,
+                                   META_FILES, METRICS, REQUIRED, SPLITS_FILE, VOCAB, WEIGHTS)
+
+# What rundir reads of a checkpoint (written by training/checkpoint.py; the file format is shared):
+CHECKPOINT_BEST_PREFIX = "best."  # tensors: the best-dev weights so far
+CHECKPOINT_MODEL_PREFIX = "model."  # tensors: the weights at the checkpoint's step
+CHECKPOINT_STATE_KEY = "state"  # metadata: JSON with train_state.step, .best_step and .evals
 
 def create_run_dir(out: str | Path, overwrite: bool = False) -> Path:
     """Make ``out``; refuse one that already holds files unless ``overwrite`` (nothing is lost)."""
@@ -62,6 +68,7 @@ class Run:
     splits: dict[str, list[str]]
     model: torch.nn.Module
     meta: dict
+    weights: dict | None = None  # set when the final weights are missing: {"source": "checkpoints/...", "step": N}
 
 
 def check_run_dir(run: str | Path, required: tuple[str, ...] = REQUIRED) -> Path:
@@ -70,40 +77,85 @@ def check_run_dir(run: str | Path, required: tuple[str, ...] = REQUIRED) -> Path
         raise CharlabError(f"run directory {run} does not exist; pass a directory made by `charlab train`")
     missing = [name for name in required if not (run / name).is_file()]
     if missing:
-        raise CharlabError(f"run directory {run} lacks {', '.join(missing)}; "
+        also = f" (nor a checkpoint in {CHECKPOINT_DIR}/ to use instead)" if WEIGHTS in missing else ""
+        raise CharlabError(f"run directory {run} lacks {', '.join(missing)}{also}; "
                            "pass a complete run directory made by `charlab train`")
     return run
 
 
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file, its checksum verified; pickles refused, never unpickled."""
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and metadata of a safetensors file, its checksum verified; pickles refused, never unpickled."""
     refuse_pickle(path, read_head(path))
     try:
         with safe_open(str(path), framework="pt") as fh:
-            metadata = fh.metadata()
+            metadata = fh.metadata() or {}
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CharlabError(f"{path} is not a readable safetensors file ({str(err).splitlines()[0][:80]}); "
                            "the weights are corrupted or truncated: re-create the run") from None
     check_digest(path, tensors, metadata)
-    return tensors
+    return tensors, metadata
+
+
+def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a safetensors file, its checksum verified; pickles refused, never unpickled."""
+    return read_safetensors(path)[0]
 
 
 def load_run(run: str | Path, weights: str = WEIGHTS) -> Run:
-    """Rebuild the model from a run directory alone; never executes code from its files."""
-    run = check_run_dir(run)
+    """Rebuild the model from a run directory alone; never executes code from its files. A run without
+    ``model.safetensors`` (stopped mid-training) loads the best-dev weights of its checkpoints instead
+    (``checkpoint_weights``) and says which in ``Run.weights``."""
+    run = Path(run)
+    source = None
+    if weights == WEIGHTS and (run / CONFIG).is_file() and not (run / WEIGHTS).is_file():
+        found = checkpoint_weights(run)
+        if found is not None:
+            state, source = found
+    run = check_run_dir(run, META_FILES if source else REQUIRED)
     meta, model_cfg, train_cfg, vocab, splits = read_run_meta(run)
     model = build_model(model_cfg)
-    state = load_weights(run / weights)
+    if source is None:
+        state = load_weights(run / weights)
+    shown = source["source"] if source else weights
     expected = model.state_dict()
     mismatch = sorted(set(expected) ^ set(state)) or [
         k for k in expected if tuple(expected[k].shape) != tuple(state[k].shape)]
     if mismatch:
-        raise CharlabError(f"{run / weights} does not match the run's config and vocabulary "
+        raise CharlabError(f"{run / shown} does not match the run's config and vocabulary "
                            f"(e.g. {mismatch[0]}); re-create the run")
     model.load_state_dict(state)
     model.eval()
-    return Run(run, model_cfg, train_cfg, vocab, splits, model, meta)
+    return Run(run, model_cfg, train_cfg, vocab, splits, model, meta, source)
+
+
+def checkpoint_weights(run: str | Path) -> tuple[dict[str, torch.Tensor], dict] | None:
+    """The best-dev weights of a run's checkpoints, for a run stopped before its final weights were
+    saved: ``checkpoints/best.safetensors``, else ``last.safetensors`` (its best-dev weights once an
+    evaluation has happened, else its weights at its step). Returns the weights and
+    ``{"source": "checkpoints/NAME", "step": N}``, or None when the run has no checkpoint. The file is
+    checked as any weights file (no pickle, checksum verified); a damaged one is a one-line error."""
+    folder = Path(run) / CHECKPOINT_DIR
+    name = next((n for n in (BEST_CHECKPOINT, LAST_CHECKPOINT) if (folder / n).is_file()), None)
+    if name is None:
+        return None
+    path = folder / name
+    tensors, metadata = read_safetensors(path)
+    try:
+        state = json.loads(metadata[CHECKPOINT_STATE_KEY])["train_state"]
+        step, best_step = int(state["step"]), state.get("best_step")
+        evaluated = bool(state.get("evals"))
+    except (KeyError, TypeError, ValueError):
+        raise CharlabError(f"{path} is malformed (its state is not a charlab checkpoint's); "
+                           "re-create the run") from None
+    best = name == BEST_CHECKPOINT or evaluated
+    prefix = CHECKPOINT_BEST_PREFIX if best else CHECKPOINT_MODEL_PREFIX
+    weights = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    if not weights:
+        raise CharlabError(f"{path} holds no {prefix}* weights; re-create the run")
+    if best and isinstance(best_step, int):
+        step = best_step
+    return weights, {"source": f"{CHECKPOINT_DIR}/{name}", "step": step}
 
 
 def read_run_meta(run: str | Path) -> tuple[dict, ModelConfig, TrainConfig, Vocab, dict[str, list[str]]]:

@@ -1,1 +1,15 @@
-"""training: the loop and what runs around it (optimizers, schedules, state, checkpoints, guards, devices, progress)."""
+"""training: the loop and what runs around it.
+
+- ``loop.py``: ``Trainer``, the loop itself: advance, record losses, evaluate, keep the best weights;
+- ``steps.py``: how a step is taken (autograd, hand-derived, compiled chunk, count fit), chosen once;
+- ``hand_backward.py``: the MLP's hand-derived backward pass and SGD steps (the math of the fast paths);
+- ``optim.py``: the optimizers (plain SGD in one foreach kernel, AdamW);
+- ``lr_schedule.py``: the learning rate of each step;
+- ``events.py``: the ``Observer`` events and the read-only ``TrainView`` observers get;
+- ``state.py``: capture and restore the whole training state (RNG streams included);
+- ``checkpoint.py``: checkpoints on disk (encode/decode, ``Checkpointer``), resume helpers;
+- ``nonfinite.py``: the non-finite guard; ``signals.py``: graceful SIGINT/SIGTERM; ``stopping.py``: why;
+- ``safe_fit.py``: ``fit_safely``, the fit of a real run with guard, checkpoints and signals;
+- ``progress.py``: progress on the terminal or in a log;
+- ``devices.py``, ``distributed.py``: where tensors live, data-parallel training.
+"""

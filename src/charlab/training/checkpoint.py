@@ -2,11 +2,12 @@
 
 A checkpoint is ONE safetensors file, so it is replaced in one rename (temporary file, fsync, rename:
 ``rundir.atomic_write_bytes``) and a kill at any moment leaves the previous one whole. It holds
-everything ``Trainer.state_dict`` returns, stored without pickle:
+a snapshot of ``state.capture`` (``TrainView.capture``), stored without pickle:
 
 - tensors: ``model.*`` (weights and buffers), ``best.*`` (the best-dev weights so far),
-  ``optim.<param>.<name>`` (optimizer state tensors), ``batch_rng``, ``torch_rng`` and, with CUDA,
-  ``cuda_rng``, ``model_rng.<i>`` (the model's dropout generators) (generator states), ``losses`` (float64, one per step so far: float32 values kept exactly);
+  ``optim.<param>.<name>`` (optimizer state tensors), the generator states ``batch_rng``,
+  ``torch_rng``, ``cuda_rng`` (with CUDA) and ``model_rng.<i>`` (the model's dropout generators),
+  ``losses`` (float64, one per step so far: float32 values kept exactly);
 - metadata ``state``: JSON with the step, schedule state, evaluations, best dev loss and step,
   optimizer param groups and scalar state; ``format_version``; ``sha256`` of the tensors.
 
@@ -25,16 +26,14 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as serialize
 
 from charlab.errors import CharlabError
-from charlab.training.nonfinite import NonFiniteGuard, all_finite, weights_are_current
-from charlab.rundir.integrity import DIGEST_KEY, check_digest, read_head, refuse_pickle, tensor_digest
 from charlab.rundir import METRICS, atomic_write_bytes, read_metrics
-from charlab.training.signals import graceful_stop
-from charlab.training.loop import Observer
+from charlab.rundir.integrity import DIGEST_KEY, check_digest, read_head, refuse_pickle, tensor_digest
+from charlab.rundir.layout import BEST_CHECKPOINT as BEST, CHECKPOINT_DIR, LAST_CHECKPOINT as LAST
+from charlab.training.events import Observer, TrainView
+from charlab.training.nonfinite import all_finite
+from charlab.training.state import restore
 
 FORMAT_VERSION = 1
-CHECKPOINT_DIR = "checkpoints"
-LAST = "last.safetensors"
-BEST = "best.safetensors"
 STATE_KEY = "state"
 VERSION_KEY = "format_version"
 
@@ -44,7 +43,7 @@ def checkpoint_path(run: str | Path, which: str = LAST) -> Path:
 
 
 def encode(sd: dict) -> bytes:
-    """``Trainer.state_dict()`` -> safetensors bytes (tensors + JSON metadata)."""
+    """A ``state.capture`` snapshot -> safetensors bytes (tensors + JSON metadata)."""
     tensors = {f"model.{k}": v for k, v in sd["model"].items()}
     tensors.update({f"best.{k}": v for k, v in sd["best_weights"].items()})
     tensors["batch_rng"], tensors["torch_rng"] = sd["batch_rng"], sd["torch_rng"]
@@ -70,7 +69,7 @@ def encode(sd: dict) -> bytes:
 
 
 def decode(tensors: dict[str, torch.Tensor], doc: dict) -> dict:
-    """The inverse of ``encode``: a dict for ``Trainer.load_state_dict``."""
+    """The inverse of ``encode``: a snapshot for ``state.restore``."""
     def prefixed(prefix: str) -> dict[str, torch.Tensor]:
         return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
@@ -129,11 +128,11 @@ def check_fits(model: torch.nn.Module, sd: dict, path: Path) -> None:
                                f"(e.g. {mismatch[0]}); the run directory is inconsistent")
 
 
-def restore(trainer, sd: dict, path: Path) -> None:
-    """Load a decoded checkpoint into ``trainer``, refusing one that does not fit its model."""
+def load_into(trainer, sd: dict, path: Path) -> None:
+    """Load a decoded checkpoint into ``trainer`` to resume it, refusing one that does not fit its model."""
     check_fits(trainer.model, sd, path)
     try:
-        trainer.load_state_dict(sd)
+        restore(trainer, sd)
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         raise CharlabError(f"{path} does not fit this run ({str(err).splitlines()[0][:80]}); "
                            "the run directory is inconsistent") from None
@@ -153,67 +152,42 @@ class Checkpointer(Observer):
     def __init__(self, run: str | Path):
         self.folder = Path(run) / CHECKPOINT_DIR
         self.saved_step: int | None = None  # step of the last checkpoint written
-        self.due = False  # a checkpoint_interval save is due at the next step whose weights are current
 
-    def on_train_start(self, trainer) -> None:
+    def on_train_start(self, view: TrainView) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        if trainer.state.step == 0:  # a fresh run: checkpoints of an overwritten run must not be resumed
+        if view.step == 0:  # a fresh run: checkpoints of an overwritten run must not be resumed
             for stale in (LAST, BEST):
                 (self.folder / stale).unlink(missing_ok=True)
         else:
-            self.saved_step = trainer.state.step  # resumed from the checkpoint at this step
+            self.saved_step = view.step  # resumed from the checkpoint at this step
 
-    def on_step_end(self, trainer, step: int, loss: torch.Tensor) -> None:
-        done, cfg = trainer.state.step, trainer.cfg
-        self.due = self.due or bool(cfg.checkpoint_interval and done % cfg.checkpoint_interval == 0)
-        evaluates_next = done % cfg.eval_interval == 0 or done >= cfg.steps  # on_eval saves then
-        if self.due and weights_are_current(trainer):
-            self.due = False
-            if not evaluates_next:
-                self.save(trainer, best=False)
+    def on_step_end(self, view: TrainView, step: int, loss: torch.Tensor) -> None:
+        cfg = view.cfg
+        evaluates_now = view.step % cfg.eval_interval == 0 or view.step >= cfg.steps  # on_eval saves then
+        if cfg.checkpoint_interval and view.crossed(cfg.checkpoint_interval) and not evaluates_now:
+            self.save(view, best=False)
 
-    def on_eval(self, trainer, step: int, losses: dict) -> None:
-        self.save(trainer, best=trainer.state.best_step == step)
+    def on_eval(self, view: TrainView, step: int, losses: dict) -> None:
+        self.save(view, best=view.best_step == step)
 
-    def on_train_end(self, trainer) -> None:
-        reason = trainer.stop_reason
-        if trainer.stop_requested and reason is not None and reason.keep_state:
-            self.save(trainer, best=False)
+    def on_train_end(self, view: TrainView) -> None:
+        reason = view.stop_reason
+        if view.stop_requested and reason is not None and reason.keep_state:
+            self.save(view, best=False)
 
-    def save(self, trainer, best: bool) -> bool:
+    def save(self, view: TrainView, best: bool) -> bool:
         """Write the checkpoint(s); False (nothing written) when the weights are not finite."""
-        sd = trainer.state_dict()
-        sd["train_state"]["losses"] = trainer.losses_so_far()
-        if trainer.stop_reason is not None and not trainer.stop_reason.keep_state:
+        if view.stop_reason is not None and not view.stop_reason.keep_state:
             return False
+        sd = view.capture()
         if not all_finite(sd["model"].values()):
             return False
         data = encode(sd)
         atomic_write_bytes(self.folder / LAST, data)
         if best:
             atomic_write_bytes(self.folder / BEST, data)
-        self.saved_step = trainer.state.step
+        self.saved_step = view.step
         return True
-
-
-def fit_safely(trainer, run: Path | None):
-    """``trainer.fit()`` with the non-finite guard, checkpoints in ``run`` and graceful SIGINT/SIGTERM;
-    a stop raises its ``TrainingStopped`` naming the step and the checkpoint kept."""
-    trainer.observers.insert(0, NonFiniteGuard())  # first: it checks before others see a bad step
-    saver = Checkpointer(run) if run is not None else None
-    if saver is not None:
-        trainer.observers.append(saver)
-    with graceful_stop(trainer, enabled=saver is not None):
-        state = trainer.fit()
-    reason = trainer.stop_reason
-    if reason is None:
-        return state
-    if saver is None or saver.saved_step is None:
-        raise reason.with_context("no checkpoint was written")
-    kept = f"checkpoint at step {saver.saved_step} in {saver.folder / LAST}"
-    if reason.keep_state:
-        raise reason.with_context(f"{kept}; continue with `charlab train --resume {run}`")
-    raise reason.with_context(f"the last good {kept} is kept; lower --lr or set --grad-clip and train again")
 
 
 def trim_metrics(run: Path, step: int) -> None:

@@ -1,12 +1,14 @@
-"""The fast training path for the MLP family: a hand-derived backward pass (the lecture series'
-"backprop ninja" part), optionally unrolled over several steps inside one ``torch.compile`` graph.
+"""The hand-derived backward pass of the MLP family (the lecture series' "backprop ninja" part) and
+its SGD steps, plain functions of tensors that ``torch.compile`` can unroll into one graph.
 
 At the lecture's batch of 32 a step is a few microseconds of arithmetic buried under per-operation
 overhead: Python, the dispatcher, autograd's graph, the optimizer's bookkeeping. Writing the
 gradients out by hand removes autograd; compiling ``UNROLL_STEPS`` steps into one graph removes the
-rest, since the compiled code runs them back to back without returning to Python.
+rest, since the compiled code runs them back to back without returning to Python. How much each
+saves is measured by ``charlab bench`` (``benchmarks/run.py``; README, Speed). The training strategies that
+use it are in ``steps.py``.
 
-The math is the autograd path's (``Trainer.train_step`` with SGD), derived by hand:
+The math is the autograd path's (``steps.AutogradStep`` with SGD), derived by hand:
 
 - cross-entropy: ``dlogits = (softmax(logits) - onehot(y)) / B``;
 - Linear ``out = x @ W.T + b``: ``dW = dout.T @ x``, ``db = dout.sum(0)``, ``dx = dout @ W``;
@@ -32,8 +34,7 @@ from charlab.nn.batchnorm import BatchNorm1d
 from charlab.errors import CharlabError
 from charlab.nn.layers import Embedding, FlattenConsecutive, Linear, Tanh
 
-UNROLL_STEPS = 10  # steps per compiled graph: 5.4x the lecture's loop; longer graphs compile slower
-MODES = ("off", "eager", "compile")
+UNROLL_STEPS = 10  # steps per compiled graph: long enough to leave Python rarely, short enough to compile fast
 
 
 @dataclass(frozen=True)
@@ -78,24 +79,6 @@ def parse_mlp(model: torch.nn.Module) -> tuple[list[torch.nn.Parameter], list[Hi
         raise unsupported
     params += [output.weight, output.bias]
     return params, blocks, norms
-
-
-def check_supported(model: torch.nn.Module, cfg, observers) -> None:
-    """Refuse what the hand-derived step does not implement, naming the setting to change."""
-    if cfg.fast_path == "compile" and (cfg.optimizer != "sgd" or cfg.grad_clip > 0):
-        raise CharlabError("--fast-path compile runs SGD without clipping inside the graph; use --optimizer sgd "
-                           "--grad-clip 0, or --fast-path eager")
-    from charlab.training.loop import Observer  # the trainer imports this module
-
-    for observer in observers:
-        for event in ("on_step_start", "on_after_backward"):
-            if getattr(type(observer), event) is not getattr(Observer, event):
-                raise CharlabError(f"{type(observer).__name__} watches {event}, which --fast-path has no point "
-                                   "for (it computes gradients without autograd); use --fast-path off")
-    _, _, norms = parse_mlp(model)
-    if any(norm.stats_reducer is not None for norm in norms):
-        raise CharlabError("--fast-path computes single-process BatchNorm statistics; use --fast-path off "
-                           "with synchronised BatchNorm")
 
 
 def _forward_backward(params, blocks, stats, x, y):
@@ -164,20 +147,32 @@ def sgd_steps(params, buffers, blocks, momenta, x, y, lrs):
     return torch.stack(losses), params, buffers
 
 
-class FastPath:
-    """Trains the model in place with the hand-derived backward pass.
+def unsupported_reason(model: torch.nn.Module) -> str | None:
+    """Why the hand-derived step cannot train ``model`` (None when it can)."""
+    try:
+        _, _, norms = parse_mlp(model)
+    except CharlabError as err:
+        return str(err)
+    if any(norm.stats_reducer is not None for norm in norms):
+        return ("--fast-path computes single-process BatchNorm statistics; use --fast-path off "
+                "with synchronised BatchNorm")
+    return None
 
-    ``step`` (eager) sets each parameter's ``.grad`` and lets the trainer's optimizer step, so every
-    optimizer, clipping and its checkpointed state work as on the autograd path. ``steps``
-    (compile) runs ``UNROLL_STEPS`` SGD steps in one compiled graph and writes the results back.
+
+class HandBackward:
+    """The model's parameters and BatchNorm buffers, trained in place by the hand-derived pass.
+
+    ``gradients`` (eager) sets each parameter's ``.grad`` and leaves the update to the trainer's
+    optimizer, so every optimizer, clipping and its checkpointed state work as on the autograd
+    path. ``steps`` runs several SGD steps, a full chunk of ``unroll`` compiled when ``compile``.
     """
 
-    def __init__(self, model: torch.nn.Module, mode: str, unroll: int | None = None):
+    def __init__(self, model: torch.nn.Module, compile: bool = False, unroll: int | None = None):
         self.unroll = unroll or UNROLL_STEPS
         self.params, self.blocks, self.norms = parse_mlp(model)
         self.buffers = [buf for norm in self.norms for buf in (norm.running_mean, norm.running_var)]
         self.momenta = [norm.momentum for norm in self.norms]
-        self.compiled = torch.compile(sgd_steps, fullgraph=True, dynamic=False) if mode == "compile" else None
+        self.compiled = torch.compile(sgd_steps, fullgraph=True, dynamic=False) if compile else None
 
     @torch.no_grad()
     def gradients(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

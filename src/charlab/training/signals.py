@@ -1,8 +1,8 @@
 """SIGINT/SIGTERM during training: finish the current step, save a checkpoint, exit 130/143.
 
-``graceful_stop(trainer)`` installs handlers for the duration of ``fit``: the first signal sets
-``trainer.stop_requested`` (the loop finishes its step, the checkpointer saves ``last``), and the
-caller raises ``trainer.stop_reason``, whose exit status is 128 + the signal number, the shell's
+``graceful_stop(view)`` installs handlers for the duration of ``fit``: the first signal asks the
+trainer to stop through its ``TrainView`` (the loop finishes its step, the checkpointer saves
+``last``), and the caller raises the stop reason, whose exit status is 128 + the signal number, the shell's
 convention. A second signal while stopping raises ``KeyboardInterrupt`` at once. The previous
 handlers are restored on exit. Outside the main thread (where Python allows no handlers) it does
 nothing. SIGKILL cannot be caught: checkpoints are atomic, so the previous one stays loadable.
@@ -28,16 +28,15 @@ class Interrupted(TrainingStopped):
 
 
 @contextmanager
-def graceful_stop(trainer, enabled: bool = True):
+def graceful_stop(view, enabled: bool = True):
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handle(signum, frame):
-        if trainer.stop_requested:
+        if view.stop_requested:
             raise KeyboardInterrupt
-        trainer.stop_requested = True
-        trainer.stop_reason = Interrupted(signum)
+        view.request_stop(Interrupted(signum))
 
     previous = {s: signal.signal(s, handle) for s in STOP_SIGNALS}
     try:

@@ -1,6 +1,6 @@
-"""Why training stopped early on purpose: a signal, or a non-finite loss. Observers set
-``trainer.stop_requested`` and ``trainer.stop_reason``; the loop finishes its step and returns, and
-the caller raises the reason, which the CLI prints as one line with its exit status."""
+"""Why training stopped early on purpose: a signal, or a non-finite loss. Observers call
+``TrainView.request_stop(reason)``; the loop finishes its step and returns, and the caller raises
+the reason, which the CLI prints as one line with its exit status."""
 
 from __future__ import annotations
 

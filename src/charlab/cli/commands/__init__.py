@@ -1,1 +1,1 @@
-"""One module per subcommand; ``cli.py`` discovers them. See ``cli.py`` for the module contract."""
+"""One module per subcommand; ``cli/main.py`` discovers them. See ``cli/main.py`` for the module contract."""

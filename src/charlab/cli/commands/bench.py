@@ -1,4 +1,4 @@
-"""charlab bench: speed measured side by side against the lecture's code (see charlab/bench.py)."""
+"""charlab bench: speed measured side by side against the lecture's code (see charlab/experiments/bench.py)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from charlab.rundir import atomic_write_json
 NAME = "bench"
 ORDER = 90
 HELP = "time training, the fast preset, sampling, folded inference and data building against the lecture's code"
-DESCRIPTION = ("Run the lecture's reference (benchmarks/reference.py) and charlab on the same jobs, interleaved, "
+DESCRIPTION = ("Run the lecture's reference (charlab/experiments/reference.py, shipped with charlab) and charlab on the same jobs, interleaved, "
                "and print a table of medians and ratios. Takes a few minutes; a busy machine slows both sides.")
 JOBS = ("train", "fast_preset", "sampling", "fold", "data")
 DEFAULT_REPEATS = 3  # interleaved repeats per row; the table quotes medians
-DEFAULT_STEPS = 4000  # mlp-bn steps per timed run: ~2 s of the reference on an idle 2-core machine
+DEFAULT_STEPS = 4000  # mlp-bn steps per timed run: long enough to time (the reference's rate: README "Speed")
 
 
 def add_arguments(parser) -> None:
@@ -24,7 +24,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="training steps per timed run")
     parser.add_argument("--only", nargs="+", choices=JOBS, default=list(JOBS), metavar="JOB",
                         help=f"run only these rows: {', '.join(JOBS)}")
-    parser.add_argument("--reference", metavar="FILE", help="the lecture reference (default: benchmarks/reference.py)")
+    parser.add_argument("--reference", metavar="FILE", help="a lecture reference file to measure against (default: the one shipped in the package)")
     parser.add_argument("--out", metavar="FILE", help="also write the results as JSON here")
     add_json_flag(parser)
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from charlab.cli.args import add_json_flag, print_json
-from charlab.cli.commands.diagnose import fmt
 from charlab.diagnostics.runfiles import load_diagnostics
 from charlab.diagnostics.sidebyside import side_by_side
+from charlab.report.table import text_table
+from charlab.rundir import DIAGNOSE_RECORDS, DIAGNOSTICS
 
 NAME = "compare"
 ORDER = 45
 HELP = "two runs' diagnostics side by side (e.g. gain 5/3 against 1, with and without BatchNorm)"
-DESCRIPTION = ("Read the diagnostics of two runs (diagnose.jsonl from `charlab diagnose`, else diagnostics.jsonl "
+DESCRIPTION = (f"Read the diagnostics of two runs ({DIAGNOSE_RECORDS} from `charlab diagnose`, else {DIAGNOSTICS} "
                "from `charlab train --diagnose`) and print their key statistics and rule verdicts side by side.")
 
 
@@ -18,11 +19,6 @@ def add_arguments(parser) -> None:
     parser.add_argument("run_a", metavar="RUN_A", help="first run directory")
     parser.add_argument("run_b", metavar="RUN_B", help="second run directory")
     add_json_flag(parser)
-
-
-def table(rows: list[tuple[str, str, str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
 def run(args) -> int:
@@ -33,9 +29,9 @@ def run(args) -> int:
         print_json(doc)
         return 0
     print(f"A: {path_a}\nB: {path_b}\n")
-    print(table([("quantity", "A", "B")] + [(n["quantity"], fmt(n["a"]), fmt(n["b"])) for n in doc["numbers"]]))
+    print(text_table(("quantity", "A", "B"), [(n["quantity"], n["a"], n["b"]) for n in doc["numbers"]]))
     print()
     rows = [(f"{v['rule']} ({v['layer']})" if v["layer"] else v["rule"], (v["a"] or "-").upper(),
              (v["b"] or "-").upper()) for v in doc["verdicts"]]
-    print(table([("rule", "A", "B")] + rows))
+    print(text_table(("rule", "A", "B"), rows))
     return 0

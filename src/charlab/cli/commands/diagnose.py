@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 
-from charlab.cli.args import add_json_flag, print_json
+from charlab.cli.args import add_json_flag, load_run_noted, print_json, with_weights
 from charlab.data import build_examples
 from charlab.diagnostics.health import check
 from charlab.diagnostics.plots import draw_all
 from charlab.diagnostics.probe import full_pass
 from charlab.diagnostics.recorder import Recorder, write_records
-from charlab.diagnostics.runfiles import RECORDS_FILE, init_record, train_losses
+from charlab.diagnostics.runfiles import init_record, train_losses
 from charlab.diagnostics.sampling import EVERY_STEP
 from charlab.errors import CharlabError
-from charlab.rundir import atomic_write_json, load_run, read_metrics
+from charlab.report.table import text_table
+from charlab.rundir import DIAGNOSE_RECORDS, FIGURES_DIR, VERDICTS, atomic_write_json, read_metrics
 from charlab.training.lr_schedule import Schedule
 from charlab.training.loop import Trainer
 
@@ -23,11 +24,9 @@ ORDER = 40
 HELP = "check a finished run: statistics, the lecture's figures and verdicts with causes and fixes"
 DESCRIPTION = ("Load a run, measure dead units, saturation and BatchNorm statistics over the whole training "
                "set, train a short probe from its weights recording every step (the weights on disk are not "
-               "changed), then write diagnose.jsonl, verdicts.json and figures/ into the run directory and "
+               f"changed), then write {DIAGNOSE_RECORDS}, {VERDICTS} and {FIGURES_DIR}/ into the run directory and "
                "print one verdict per rule: pass, warn or fail, with the likely cause and the fix.")
 DIAGNOSE_STEPS = 100  # probe steps: enough for stable averages, a second or two on the lecture's MLP
-VERDICTS_FILE = "verdicts.json"
-FIGURES_DIR = "figures"
 
 
 def add_arguments(parser) -> None:
@@ -52,11 +51,8 @@ def probe_records(loaded, steps: int) -> list[dict]:
 
 
 def verdict_table(verdicts: list[dict]) -> str:
-    rows = [("status", "rule", "layer", "value", "threshold")]
-    for v in verdicts:
-        rows.append((v["status"].upper(), v["rule"], v["layer"] or "-", fmt(v["value"]), fmt(v["threshold"])))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    rows = [(v["status"].upper(), v["rule"], v["layer"] or "-", v["value"], v["threshold"]) for v in verdicts]
+    lines = [text_table(("status", "rule", "layer", "value", "threshold"), rows)]
     for v in verdicts:
         if v["status"] != "pass":
             lines.append(f"\n{v['status'].upper()} {v['rule']} ({v['layer'] or 'model'}): {v['cause']}.\n"
@@ -64,16 +60,10 @@ def verdict_table(verdicts: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def fmt(value) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def run(args) -> int:
     if args.steps < 1:
         raise CharlabError(f"--steps must be at least 1, got {args.steps}")
-    loaded = load_run(args.run)
+    loaded = load_run_noted(args.run)
     if not loaded.model.trained_by_gradient:
         raise CharlabError(f"{args.run} holds a {loaded.model_cfg.model!r} model fit by counting; diagnose "
                            "needs a model trained by gradient descent")
@@ -82,12 +72,12 @@ def run(args) -> int:
     init = init_record(metrics, loaded.vocab.size)
     records += [init] if init else []
     verdicts = [v.to_dict() for v in check(records)]
-    write_records(loaded.path / RECORDS_FILE, records)
-    atomic_write_json(loaded.path / VERDICTS_FILE, verdicts)
+    write_records(loaded.path / DIAGNOSE_RECORDS, records)
+    atomic_write_json(loaded.path / VERDICTS, verdicts)
     draw_all(records, train_losses(metrics), loaded.path / FIGURES_DIR)
     if args.json:
-        print_json(verdicts)
+        print_json(with_weights(verdicts, loaded))
     else:
         print(verdict_table(verdicts))
-        print(f"\nrecords: {loaded.path / RECORDS_FILE}; figures: {loaded.path / FIGURES_DIR}/")
+        print(f"\nrecords: {loaded.path / DIAGNOSE_RECORDS}; figures: {loaded.path / FIGURES_DIR}/")
     return 0

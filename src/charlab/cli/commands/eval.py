@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from charlab.cli.args import add_json_flag, print_json
+from charlab.cli.args import add_json_flag, load_run_noted, print_json, with_weights
 from charlab.data import SPLITS, build_examples, read_items
 from charlab.inference.evaluate import split_loss
-from charlab.rundir import load_run
 from charlab.data.splits import make_splits
 
 NAME = "eval"
@@ -21,7 +20,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    loaded = load_run(args.run)
+    loaded = load_run_noted(args.run)
     train_cfg = loaded.train_cfg
     splits = (loaded.splits if args.data is None
               else make_splits(read_items(args.data), train_cfg.split, train_cfg.seed))
@@ -29,7 +28,7 @@ def run(args) -> int:
     losses = {k: split_loss(loaded.model, build_examples(splits[k], loaded.vocab, kind, block))
               if splits[k] else None for k in SPLITS}
     if args.json:
-        print_json(losses)
+        print_json(with_weights(losses, loaded))
     else:
         for k, v in losses.items():
             print(f"{k:5s} {v:.4f}" if v is not None else f"{k:5s} (empty)")

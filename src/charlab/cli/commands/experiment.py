@@ -10,7 +10,7 @@ from charlab.cli.args import add_json_flag, print_json
 from charlab.config import DEFAULT_SEED
 from charlab.errors import CharlabError
 from charlab.experiments import EXPERIMENTS
-from charlab.experiments.runner import markdown_table, output_dir, write_outputs
+from charlab.experiments.runner import output_dir, result_table, write_outputs
 
 NAME = "experiment"
 ORDER = 70
@@ -46,7 +46,7 @@ def run(args) -> int:
         print_json(result.to_json())
         return 0
     print(f"{result.title} ({', '.join(f'{k} {v}' for k, v in result.settings.items())})\n")
-    print(markdown_table(result.columns, result.rows) + "\n")
+    print(result_table(result) + "\n")
     for line in result.findings:
         print(f"- {line}")
     print(f"\nwritten: {', '.join(result.written)}")

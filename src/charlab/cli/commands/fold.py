@@ -18,7 +18,7 @@ import torch
 
 from charlab import rundir
 from charlab.api import DEFAULT_SAMPLES
-from charlab.cli.args import add_json_flag, print_json
+from charlab.cli.args import add_json_flag, load_run_noted, print_json, with_weights
 from charlab.data import build_examples
 from charlab.errors import CharlabError
 from charlab.inference.evaluate import eval_mode, split_loss
@@ -100,7 +100,7 @@ def save_folded(loaded, folded, cfg, out: Path, report: dict) -> None:
 
 
 def run(args) -> int:
-    loaded = rundir.load_run(args.run)
+    loaded = load_run_noted(args.run)
     n_norms = count_batchnorms(loaded.model)
     if n_norms == 0:
         raise CharlabError(f"run {args.run} has no BatchNorm to fold; pass a run trained with --norm batchnorm")
@@ -119,7 +119,7 @@ def run(args) -> int:
     summary = {k: report[k] for k in ("max_abs_diff", "loss", "loss_folded", "speedup", "max_rel_diff",
                                       "same_samples", "batchnorms_folded", "out")}
     if args.json:
-        print_json(summary)
+        print_json(with_weights(summary, loaded))
     else:
         print(f"folded {n_norms} BatchNorm(s) into the Linear before each; saved {out}")
         print(f"dev set: max |logits - logits_folded| = {report['max_abs_diff']:.3e} "

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from charlab.cli.args import add_json_flag, print_json
+from charlab.cli.args import add_json_flag, load_run_noted, print_json, with_weights
+from charlab.config import DEFAULT_SEED
 from charlab.report.escape import terminal
-from charlab.rundir import load_run
 from charlab.inference.sample import sample_texts
 
 NAME = "sample"
 ORDER = 20
 HELP = "sample new items from a run, each marked new / train / dev / test"
 DEFAULT_N = 20
-DEFAULT_SEED = 42
 
 
 def add_arguments(parser) -> None:
@@ -25,11 +24,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    loaded = load_run(args.run)
+    loaded = load_run_noted(args.run)
     samples = sample_texts(loaded.model, loaded.vocab, loaded.splits, args.n, args.seed, args.temperature,
                            args.top_k, args.prefix)
     if args.json:
-        print_json(samples)
+        print_json(with_weights(samples, loaded))
     else:
         for s in samples:
             print(terminal(s["text"]) + ("" if s["novelty"] == "new" else f"\t({s['novelty']})"))

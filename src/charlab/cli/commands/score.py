@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from charlab.cli.args import add_json_flag, print_json
+from charlab.cli.args import add_json_flag, load_run_noted, print_json, with_weights
 from charlab.report.escape import terminal
 from charlab.data import build_examples
 from charlab.errors import CharlabError
+from charlab.rundir import CONFIG
 from charlab.inference.evaluate import item_scores
-from charlab.rundir import load_run
 
 NAME = "score"
 ORDER = 40
@@ -21,15 +21,20 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    loaded = load_run(args.run)
+    loaded = load_run_noted(args.run)
     words = [w.strip() for w in args.words]
     if not all(words):
         raise CharlabError("a WORD is empty; pass non-empty words")
+    block = loaded.model_cfg.block_size
+    longest = max(words, key=len)
+    if loaded.model.example_kind == "sequence" and len(longest) + 1 > block:
+        raise CharlabError(f"{terminal(longest)!r} has {len(longest)} characters; this run's sequence model reads "
+                           f"items of at most {block - 1} (its block_size {block}, from {loaded.path / CONFIG})")
     examples = build_examples(words, loaded.vocab, loaded.model.example_kind, loaded.model_cfg.block_size)
     scores = item_scores(loaded.model, examples, len(words)).tolist()
     rows = [{"word": w, "nll_per_char": s} for w, s in zip(words, scores)]
     if args.json:
-        print_json(rows)
+        print_json(with_weights(rows, loaded))
     else:
         for r in rows:
             print(f"{r['nll_per_char']:.4f}  {terminal(r['word'])}")

@@ -13,12 +13,11 @@ from charlab.cli.args import add_config_flags, add_json_flag, config_overrides, 
 from charlab.config import DEFAULT_PRESET, preset_names
 from charlab.errors import CharlabError
 from charlab.report.escape import terminal
-from charlab.rundir import default_run_dir
+from charlab.rundir import DIAGNOSTICS, TENSORBOARD_DIR, default_run_dir
 from charlab.training.stopping import TrainingStopped
 
 NAME = "train"
 ORDER = 10
-TENSORBOARD_DIR = "tensorboard"  # event files inside the run directory
 RESUME_SETTINGS = {"steps", "threads"}  # the only settings --resume takes; the rest come from the run
 HELP = "train a model (default: the lecture's MLP with BatchNorm on the embedded names list)"
 DESCRIPTION = ("Train a character-level model on a UTF-8 word list (one item per line), save everything in a "
@@ -28,19 +27,20 @@ DESCRIPTION = ("Train a character-level model on a UTF-8 word list (one item per
 def add_arguments(parser) -> None:
     parser.add_argument("--data", metavar="FILE", help="UTF-8 word list, one item per line (default: embedded names)")
     parser.add_argument("--out", metavar="DIR", help="run directory to create (default: runs/PRESET, numbered if taken)")
-    parser.add_argument("--preset", default=DEFAULT_PRESET, metavar="NAME",
-                        help=f"starting configuration: {', '.join(preset_names())}")
+    parser.add_argument("--preset", default=None, metavar="NAME",
+                        help=f"starting configuration: {', '.join(preset_names())} (default: with --model, the "
+                             f"model's own preset; else {DEFAULT_PRESET}; see `charlab models`)")
     parser.add_argument("--overwrite", action="store_true", help="allow --out to be a non-empty directory")
     parser.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint with its saved config "
                         "to --steps total (default: its own); losses equal an uninterrupted run's")
     parser.add_argument("--samples", type=int, default=api.DEFAULT_SAMPLES, metavar="N",
                         help="samples to draw at the end")
     parser.add_argument("--tensorboard", action="store_true",
-                        help="also write TensorBoard scalars and histograms to RUN/tensorboard "
+                        help=f"also write TensorBoard scalars and histograms to RUN/{TENSORBOARD_DIR} "
                              "(view with `tensorboard --logdir RUN`)")
     parser.add_argument("--diagnose", action="store_true",
                         help="record activation, gradient and update statistics on sampled steps into "
-                             "RUN/diagnostics.jsonl (then `charlab diagnose RUN` draws and judges them)")
+                             f"RUN/{DIAGNOSTICS} (then `charlab diagnose RUN` draws and judges them)")
     add_json_flag(parser)
     add_config_flags(parser)
 
@@ -90,10 +90,16 @@ def resume_run(args) -> int:
     return 0
 
 
+def run_name(preset: str | None, model: str | None) -> str:
+    """The default run directory's name: the preset, the model, or both when both are given."""
+    names = [n for n in dict.fromkeys((preset, model)) if n]
+    return "-".join(names) or DEFAULT_PRESET
+
+
 def train_run(args) -> int:
     overrides = config_overrides(args)
     _, train_cfg = api.resolve_config(args.preset, **overrides)  # validate flags before touching the disk
-    out = args.out or default_run_dir(args.preset)
+    out = args.out or default_run_dir(run_name(args.preset, args.model))
     torch.set_num_threads(train_cfg.threads)  # before training: the preset's/flag's count (default 1)
     with distributed.process_group(devices.resolve(train_cfg.device)):  # under torchrun: one of K processes
         main = distributed.is_main()
