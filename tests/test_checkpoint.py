@@ -110,6 +110,7 @@ def test_non_finite_weights_are_never_written(tmp_path):
     assert (tmp_path / "checkpoints" / LAST).read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_fresh_run_removes_checkpoints_of_an_overwritten_run(tmp_path):
     api.train(out=tmp_path, preset="mlp", steps=20, eval_interval=10, n_samples=0)
     sd = load_checkpoint(checkpoint_path(tmp_path))

@@ -13,6 +13,8 @@ from charlab.cli.main import main
 
 TINY = ("--steps", "30", "--eval-interval", "1000", "--samples", "0", "--json")
 
+pytestmark = pytest.mark.slow  # every test here shares a module run of `charlab train --diagnose`
+
 
 def run_cli(*args) -> subprocess.CompletedProcess:
     """``charlab ARGS`` in this process (no interpreter start-up per call); stdout, stderr and status."""

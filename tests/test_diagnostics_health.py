@@ -87,6 +87,7 @@ def build(**kw):
     return build_model(model_cfg, torch.Generator().manual_seed(0))
 
 
+@pytest.mark.slow
 def test_grad_data_outlier_broken_and_healthy():
     model = build(**DEEP, gain=5 / 3)
     with torch.no_grad():
@@ -95,6 +96,7 @@ def test_grad_data_outlier_broken_and_healthy():
     assert status("grad:data outlier", **dict(DEEP, norm="batchnorm", gain=5 / 3)) == "pass"
 
 
+@pytest.mark.slow
 def test_dead_units_broken_and_healthy():
     model = build(preset="mlp", init="kaiming")
     with torch.no_grad():

@@ -25,6 +25,7 @@ def saved(tmp_path_factory):
     return read_records(out / DIAGNOSTICS), result.summary()
 
 
+@pytest.mark.slow
 def test_each_figure_renders_with_the_lecture_content(saved):
     records, _ = saved
     fig = plots.plot_activations(records)
@@ -46,6 +47,7 @@ def test_loss_curve_averages_windows_in_log10():
     assert list(fig.axes[0].lines[0].get_ydata()) == pytest.approx([1.0, 2.0])
 
 
+@pytest.mark.slow
 def test_draw_all_writes_png_and_svg(saved, tmp_path):
     records, _ = saved
     paths = plots.draw_all(records, [3.3, 3.1, 2.9], tmp_path)

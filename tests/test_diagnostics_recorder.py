@@ -15,6 +15,7 @@ from charlab.diagnostics import quantities as q
 from charlab.diagnostics.recorder import Recorder, leaf_layers, read_records
 from charlab.rundir import DIAGNOSTICS
 from charlab.diagnostics.sampling import SampleSchedule
+from charlab.diagnostics.sinks import Sink
 from charlab.nn.layers import Linear, Sequential, Tanh
 from charlab.models.base import WindowModel
 from charlab.training.lr_schedule import Schedule
@@ -111,6 +112,64 @@ def test_hooks_attached_during_a_sampled_step_only():
     assert all_hooks_gone(model)
     rec.on_step_start(view, 1)
     assert all_hooks_gone(model)
+
+
+class ListSink(Sink):
+    """A sink that keeps what it is handed: the records and the events passed on to it."""
+
+    def __init__(self, every_histogram: bool):
+        self.every_histogram = every_histogram
+        self.written, self.events = [], []
+
+    def write(self, record):
+        self.written.append(record)
+
+    def on_train_start(self, view):
+        self.events.append("on_train_start")
+
+    def on_step_end(self, view, step, loss):
+        self.events.append(("on_step_end", step))
+
+    def on_eval(self, view, step, losses):
+        self.events.append(("on_eval", step))
+
+    def on_train_end(self, view):
+        self.events.append("on_train_end")
+
+
+@pytest.mark.parametrize("every_histogram", [False, True])
+def test_every_sink_gets_every_record_and_the_events_that_need_no_hook(every_histogram):
+    torch.manual_seed(0)
+    model = TinyNet()
+    view = fake_view(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    sinks = [ListSink(every_histogram), ListSink(False)]
+    rec = Recorder(schedule=SampleSchedule(every=2, dense=1), sinks=sinks)
+    rec.on_train_start(view)
+    x, y = view.train_examples.x[:8], view.train_examples.y[:8]
+    for step in range(3):
+        drive(rec, view, step, x, y, opt)
+    rec.on_eval(view, 3, {"dev": 1.0})
+    rec.on_train_end(view)
+    for sink in sinks:
+        assert sink.written == rec.records
+        assert sink.events == ["on_train_start", *[("on_step_end", s) for s in range(3)], ("on_eval", 3),
+                               "on_train_end"]
+    last = rec.steps()[-1]
+    assert all(("hist" in layer["out"]) == (every_histogram or layer["name"] in ("layers.1", "layers.3"))
+               for layer in last["layers"])  # without it, the bounded layers': those the figures draw
+    params = dict(model.named_parameters())
+    for p in last["params"]:
+        assert ("hist" in p["grad"]) == (every_histogram or len(p["shape"]) == 2)
+        assert ("data_after" in p) == every_histogram
+        if every_histogram:  # the parameter after the step: the weights the model holds now
+            after, value = p["data_after"], params[p["name"]].detach()
+            assert (after["n"], after["min"], after["max"]) == (value.numel(), pytest.approx(value.min().item()),
+                                                                pytest.approx(value.max().item()))
+            assert after["mean"] == pytest.approx(value.mean().item(), abs=1e-6)
+            width = (after["hist_hi"] - after["hist_lo"]) / len(after["hist"])
+            inside = sum(after["hist"]) * width * after["n"]
+            assert inside + after["hist_below"] + after["hist_above"] == pytest.approx(value.numel())
 
 
 @pytest.mark.slow

@@ -37,6 +37,7 @@ def init_rows(result, norm, activation):
             and r["phase"] == "init"}
 
 
+@pytest.mark.slow
 def test_gain_tanh_saturation_and_stds(gain_result):
     rows = init_rows(gain_result, "none", "tanh")
     sat = {g: mean(r["saturation_pct"]) for g, r in rows.items()}
@@ -48,6 +49,7 @@ def test_gain_tanh_saturation_and_stds(gain_result):
     assert one[-1] < 0.6 * one[0]  # 1: shrinks layer by layer
 
 
+@pytest.mark.slow
 def test_gain_linear_only_explodes_at_five_thirds(gain_result):
     rows = init_rows(gain_result, "none", "none")
     growth = {g: r["act_std"][-1] / r["act_std"][0] for g, r in rows.items()}
@@ -57,6 +59,7 @@ def test_gain_linear_only_explodes_at_five_thirds(gain_result):
     assert all(b > a for a, b in zip(stds, stds[1:]))
 
 
+@pytest.mark.slow
 def test_gain_hardly_matters_with_batchnorm(gain_result):
     for activation in gain.ACTIVATIONS:
         rows = init_rows(gain_result, "batchnorm", activation)
@@ -80,6 +83,7 @@ def test_gain_outputs(gain_result, tmp_path):
     assert (tmp_path / "gain-saturation.png").read_bytes().startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 def test_init_ladder_pattern(names):
     rows = {r["rung"]: r for r in init_ladder.run(steps=200, seed=SEED, data=names).rows}
     uniform = rows["original"]["expected_step0"]
@@ -120,6 +124,7 @@ def test_zero_init_only_what_can_move_moves(names):
     assert "identical" in text and "exactly 0" in text and output_bias in text
 
 
+@pytest.mark.slow
 def test_experiment_command(names, tmp_path, capsys):
     out = tmp_path / "zero"
     assert main(["experiment", "zero-init", "--steps", "20", "--data", names, "--out", str(out), "--json"]) == 0

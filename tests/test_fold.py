@@ -80,6 +80,7 @@ def test_fold_is_pure():
     assert model[0].bias is None and count_batchnorms(model) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype, rtol", [(torch.float32, FLOAT32_RTOL), (torch.float64, FLOAT64_RTOL)])
 def test_deep_bn_logits_agree(deep_bn, dtype, rtol):
     loaded = load_run(deep_bn)

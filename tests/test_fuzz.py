@@ -7,6 +7,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -102,6 +103,7 @@ def test_encoding_unknown_characters_is_a_charlab_error(items, other):
 @given(st.recursive(st.none() | st.booleans() | st.integers() | any_text,
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(any_text, inner, max_size=4),
                     max_leaves=12))
+@pytest.mark.slow
 def test_vocab_from_arbitrary_json_is_a_vocab_or_a_charlab_error(doc):
     try:
         vocab = Vocab.from_json(doc)

@@ -11,6 +11,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 import charlab
 from charlab.experiments import bench
 
@@ -41,6 +43,10 @@ def test_bench_reference_ships_in_the_package(tmp_path):
     assert path.is_file() and Path(charlab.__file__).parent in path.resolve().parents
     reference = bench.load_reference(path)
     assert reference.BLOCK_SIZE == 3 and callable(reference.load_data) and callable(reference.train)
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch
+def test_bench_reference_loads_outside_a_checkout(tmp_path):
     done = subprocess.run([sys.executable, "-c", "from charlab.experiments import bench; "
                            "print(bench.load_reference(bench.find_reference()).__name__)"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)

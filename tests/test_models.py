@@ -82,7 +82,8 @@ def test_every_model_has_a_preset_and_the_issue_models_are_registered():
         assert load_preset(name)[0].model == name
 
 
-@pytest.mark.parametrize("preset", preset_names())
+@pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.slow) if p == "best" else p
+                                    for p in preset_names()])  # best: three LSTMs of 512
 def test_every_preset_trains(preset, write_words):
     """Each shipped preset, as `charlab train --preset NAME` resolves it, trains a few steps on a small
     word list and ends finite: its fields, model and batching fit together."""

@@ -29,7 +29,8 @@ STOP_AT = 150  # the step at which the interrupted run receives its signal
 EVAL_INTERVAL = 100
 CONFIGS = {  # the lecture's SGD with BatchNorm buffers; AdamW state, plateau schedule state, clipping;
     # dropout masks drawn from the model's generators, batches drawn by length
-    "mlp-bn-sgd": dict(preset="mlp-bn"),
+    "mlp-bn-sgd": dict(preset="mlp-bn", fast_path="off"),  # autograd; == needs one deterministic path:
+    # `auto` compiles long runs in the background and switches when ready (steps.py), equal only to rounding
     "mlp-adamw-plateau": dict(preset="mlp", optimizer="adamw", lr=0.01, schedule="plateau", patience=1,
                               grad_clip=1.0, checkpoint_interval=40),
     "mlp-bn-eager-fast-path": dict(preset="mlp-bn", fast_path="eager"),

@@ -1,5 +1,6 @@
 """`charlab train --tensorboard`: the event files, read back with TensorBoard's own reader, hold the
-run's numbers (the metrics file and the saved weights are the oracle)."""
+run's numbers (the metrics file and the saved weights are the oracle), and they are the diagnostics
+recorder's records (`--diagnose` writes the same records as JSON lines): one collector, two sinks."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ from charlab.cli.main import main
 from charlab.diagnostics.sampling import DEFAULT_SCHEDULE
 from charlab.training.lr_schedule import Schedule
 from charlab.rundir import load_run
-from charlab.diagnostics.tensorboard import SCALAR_EVERY
+from charlab.diagnostics import tensorboard
+from charlab.diagnostics.sinks import read_records
+from charlab.diagnostics.tensorboard import SCALAR_EVERY, TensorBoardSink
+from charlab.rundir import DIAGNOSTICS, TENSORBOARD_DIR
+from charlab.training.events import watches
 
 STEPS = 250  # two full loss windows of SCALAR_EVERY and a partial one; the final eval is the only one
 HIDDEN = 32
@@ -28,7 +33,7 @@ def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("tb") / "run"
     code = main(["train", "--steps", str(STEPS), "--n-hidden", str(HIDDEN), "--batch-size", str(BATCH),
                  "--eval-interval", str(10 * STEPS), "--samples", "0", "--device", "cpu", "--out", str(out),
-                 "--tensorboard", "--json"])
+                 "--tensorboard", "--diagnose", "--json"])
     assert code == 0
     return out
 
@@ -116,3 +121,52 @@ def test_update_ratio_is_lr_times_grad_std_over_weight_std(run_dir, events):
         assert len(checked) >= 10
         for s in checked:
             assert ratio[s] == pytest.approx(lr * hist_std(grads[s]) / hist_std(weights[s - 1]), rel=1e-3)
+
+
+@pytest.fixture(scope="module")
+def steps(run_dir):
+    return {r["step"]: r for r in read_records(run_dir / DIAGNOSTICS) if r["kind"] == "step"}
+
+
+def test_events_are_the_recorded_numbers(run_dir, events, steps):
+    """Every sampled scalar and histogram summary in the event files equals the JSON-lines record of
+    that step: the two sinks were handed the same records."""
+    assert sorted(steps) == DEFAULT_SCHEDULE.steps(STEPS)
+    for step, record in steps.items():
+        for p in record["params"]:
+            if len(p["shape"]) == 2:
+                (point,) = [e for e in events.Scalars(f"update_data/{p['name']}") if e.step == step]
+                assert point.value == pytest.approx(p["update_data"], rel=1e-6)
+            (weights,) = [h.histogram_value for h in events.Histograms(f"weights/{p['name']}") if h.step == step]
+            assert weights.num == p["data_after"]["n"]
+            assert weights.sum / weights.num == pytest.approx(p["data_after"]["mean"], rel=1e-6, abs=1e-9)
+        for layer in record["layers"]:
+            (acts,) = [h.histogram_value for h in events.Histograms(f"activations/{layer['name']}")
+                       if h.step == step]
+            assert (acts.num, acts.min, acts.max) == (layer["out"]["n"], pytest.approx(layer["out"]["min"]),
+                                                      pytest.approx(layer["out"]["max"]))
+            assert hist_std(acts) == pytest.approx(layer["out"]["std"], rel=1e-4)
+            assert sum(acts.bucket) == pytest.approx(acts.num, rel=1e-5)  # outliers in the end buckets
+            if "saturation" in layer["out"]:
+                (point,) = [e for e in events.Scalars(f"saturation/{layer['name']}") if e.step == step]
+                assert point.value == pytest.approx(layer["out"]["saturation"], rel=1e-6)
+
+
+def test_the_sink_never_hooks_the_model():
+    """No second set of hooks: the sink sees no event a hook would need and holds no hook or clone."""
+    assert not watches(TensorBoardSink("unused"), "on_step_start")
+    assert not watches(TensorBoardSink("unused"), "on_after_backward")
+    source = open(tensorboard.__file__, encoding="utf-8").read()
+    assert "register_" not in source and ".clone(" not in source
+
+
+def test_tensorboard_alone_writes_no_diagnostics_file(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--steps", "3", "--n-hidden", "8", "--samples", "0", "--device", "cpu",
+                 "--out", str(out), "--tensorboard", "--json"]) == 0
+    assert not (out / DIAGNOSTICS).exists()
+    acc = EventAccumulator(str(out / TENSORBOARD_DIR), size_guidance={"scalars": 0, "histograms": 0})
+    acc.Reload()
+    assert [p.step for p in acc.Scalars("loss/train")] == [2]
+    weight = next(k for k in load_file(str(out / "model.safetensors")) if k.endswith("weight"))
+    assert [h.step for h in acc.Histograms(f"weights/{weight}")] == [0, 1, 2]

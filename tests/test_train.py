@@ -13,7 +13,6 @@ from charlab.config import TrainConfig
 from charlab.data import SPLITS, Vocab, build_examples
 from charlab.data.splits import split_items
 from charlab.inference.evaluate import split_loss
-from charlab.nn.layers import Linear
 from charlab.models import build_model
 from charlab.rundir import load_run, read_metrics
 from charlab.training.lr_schedule import Schedule
@@ -58,7 +57,7 @@ class Sabotage(Observer):
 
     def on_step_end(self, view, step, loss):
         if step >= self.after:
-            output = [m for m in view.model.modules() if isinstance(m, Linear)][-1]
+            output = view.model.output_layer
             with torch.no_grad():
                 output.weight.fill_(self.value)
                 output.bias[1:].fill_(self.value)
@@ -97,6 +96,7 @@ def test_same_seed_same_losses_and_samples(seed42_runs):
         assert torch.equal(wa, wb), name
 
 
+@pytest.mark.slow
 def test_different_seed_differs(seed42_runs):
     (a, rec_a), _ = seed42_runs
     c, rec_c = short_run(seed=43, steps=50)
@@ -115,6 +115,7 @@ def small_trainer(names, observers=(), **overrides) -> Trainer:
     return Trainer(model, train, dev, train_cfg, observers)
 
 
+@pytest.mark.slow
 def test_trainer_applies_step_schedule(names):
     _, recorder = short_run(steps=20, lr=0.5, decay_factor=0.1, decay_at=0.5, n_samples=0)
     assert recorder.lrs == [0.5] * 10 + [pytest.approx(0.05)] * 10
@@ -141,6 +142,7 @@ def test_plain_sgd_is_torch_sgd_bit_for_bit():
     assert plain.state_dict()["state"] == {}
 
 
+@pytest.mark.slow
 def test_adamw_trains(names):
     result, _ = short_run(steps=200, optimizer="adamw", lr=0.01, weight_decay=0.01, n_samples=0)
     assert result.losses["train"] < LEARNED_LOSS
@@ -148,6 +150,7 @@ def test_adamw_trains(names):
     assert isinstance(optimizer, torch.optim.AdamW) and optimizer.param_groups[0]["weight_decay"] == 0.01
 
 
+@pytest.mark.slow
 def test_best_dev_weights_are_kept_and_saved(tmp_path):
     """Weights wrecked after step 40: the model returned and saved is the one of the best evaluation."""
     out = tmp_path / "run"

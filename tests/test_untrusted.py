@@ -78,7 +78,8 @@ class Payload:
         return os.system, (f"touch {self.marker}",)
 
 
-@pytest.mark.parametrize("protocol", [0, pytest.param(pickle.HIGHEST_PROTOCOL, marks=pytest.mark.slow)])
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", [0, pickle.HIGHEST_PROTOCOL])
 def test_a_pickle_in_place_of_any_run_file_is_refused_and_never_run(run, tmp_path, capsys, protocol):
     marker = tmp_path / "pwned"
     files = sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())

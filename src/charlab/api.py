@@ -12,6 +12,7 @@ import dataclasses
 import re
 import sys
 import time
+from typing import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from charlab.models.base import expected_init_loss
 from charlab.inference.sample import sample_texts
 from charlab.data.splits import make_splits
 from charlab.diagnostics.recorder import Recorder
+from charlab.diagnostics.sinks import Sink
 from charlab.training.loop import Trainer
 from charlab.training.safe_fit import fit_safely
 
@@ -150,20 +152,22 @@ def split_examples(splits: dict[str, list[str]], vocab: Vocab, model, device) ->
 def train(data: str | Path | None = None, preset: str | None = None, out: str | Path | None = None,
           observers: list[Observer] | tuple = (), progress: bool = False, n_samples: int = DEFAULT_SAMPLES,
           overwrite: bool = False, extra_meta: dict | None = None, diagnose: bool = False,
-          **overrides) -> TrainedRun:
+          sinks: Sequence[Sink] = (), **overrides) -> TrainedRun:
     """Train a model on a word list (default: the embedded names) and optionally save a run dir.
     ``preset`` None: the preset of ``model`` (``model="lstm"``), else the default; a sequence model's
     ``block_size`` is the data's longest item + 1 unless given. ``diagnose`` adds a
-    ``diagnostics.Recorder`` (default schedule) writing to the run dir."""
+    ``diagnostics.Recorder`` (default schedule) writing to the run dir; ``sinks`` (e.g. a
+    ``diagnostics.tensorboard.TensorBoardSink``) get that recorder's records (it is added for them
+    alone when ``diagnose`` is False)."""
     model_cfg, train_cfg, sources = resolve_with_sources(preset, **overrides)
     with explained(model_cfg, train_cfg, sources):
         return train_configured(model_cfg, train_cfg, sources, data, out, observers, progress, n_samples,
-                                overwrite, extra_meta, diagnose)
+                                overwrite, extra_meta, diagnose, sinks)
 
 
 def train_configured(model_cfg: ModelConfig, train_cfg: TrainConfig, sources: dict[str, str], data, out,
                      observers, progress: bool, n_samples: int, overwrite: bool, extra_meta: dict | None,
-                     diagnose: bool) -> TrainedRun:
+                     diagnose: bool, sinks: Sequence[Sink] = ()) -> TrainedRun:
     """``train`` once the settings are resolved (``sources``: the settings the caller did not give)."""
     vocab, splits = prepare_data(data, train_cfg.seed, train_cfg.split)
     model_cfg.vocab_size = vocab.size
@@ -179,8 +183,8 @@ def train_configured(model_cfg: ModelConfig, train_cfg: TrainConfig, sources: di
     out_dir = rundir.create_run_dir(out, overwrite) if out is not None and main else None
     examples = split_examples(splits, vocab, model, device)
     bar = ProgressBar(vocab.size, enabled=progress and main)
-    if diagnose:
-        observers = [*observers, Recorder(out=out_dir)]
+    if diagnose or sinks:  # one recorder, whatever consumes its records
+        observers = [*observers, Recorder(out=out_dir if diagnose else None, sinks=sinks)]
     trainer = Trainer(distributed.wrap(model, train_cfg.batch_size), examples["train"], examples["dev"],
                       train_cfg, [bar, *observers])
     if out_dir is not None:  # config, vocabulary and splits first: a run killed later still resumes

@@ -85,11 +85,14 @@ class TrainConfig:
     seed: int = field(default=DEFAULT_SEED, metadata={"help": "one seed for split, init, batches"})
     threads: int = field(default=1, metadata={
         "help": "torch CPU threads; 1 is fastest for the lecture's small matrices"})
-    fast_path: str = field(default="off", metadata={
-        "help": "MLP + SGD only. off: autograd; eager: hand-derived backward pass; compile: that pass unrolled "
-                "over 10 steps in one torch.compile graph (fastest after a one-off compile, then cached: README "
-                "\"Speed\"). Same losses to float rounding (see training/hand_backward.py)",
-        "choices": ("off", "eager", "compile")})
+    fast_path: str = field(default="auto", metadata={
+        "help": "how a step is computed, all the same math (losses equal to float rounding: "
+                "training/hand_backward.py). auto: the fastest that applies (the hand-derived backward pass for "
+                "the window models, its SGD steps compiled for long SGD runs while eager steps train, autograd "
+                "otherwise); off: autograd; eager: the hand-derived pass (window models, any optimizer); compile: "
+                "that pass with 4 SGD steps per torch.compile graph, compiled before training (SGD without "
+                "clipping; cached on disk: README \"Speed\")",
+        "choices": ("auto", "off", "eager", "compile")})
     device: str = field(default="auto", metadata={
         "help": "where to train; auto: cuda if available, else mps, else cpu (the run records the choice)",
         "choices": ("auto", "cpu", "cuda", "mps")})

@@ -1,8 +1,9 @@
 """Diagnostics: see inside training.
 
 Three concerns kept apart (DESIGN.md): *quantities* (pure statistic functions with named
-thresholds), *recording* (an observer that hooks the model only on sampled steps and writes raw
-values as JSON lines) and *drawing* (figures made from the saved records alone). ``health`` turns
+thresholds), *recording* (one observer, ``recorder.Recorder``, that hooks the model only on sampled
+steps and hands its records of raw values to sinks: JSON lines, TensorBoard) and *drawing* (figures
+made from the saved records alone). ``health`` turns
 records into verdicts that name a cause and a fix.
 """
 

@@ -57,13 +57,17 @@ def bin_centres(lo: float, hi: float, n_bins: int) -> list[float]:
     return [lo + width * (i + 0.5) for i in range(n_bins)]
 
 
-def summary(t: torch.Tensor, bins: int = HIST_BINS, hist: bool = True) -> dict[str, torch.Tensor]:
-    """Mean, std and (unless ``hist=False``) a density histogram of all elements of ``t``
-    (tensors, still on t's device)."""
+def summary(t: torch.Tensor, bins: int = HIST_BINS, hist: bool = True) -> dict:
+    """Count ``n`` (an int), mean, std and (unless ``hist=False``) a density histogram of all elements
+    of ``t``, with the extremes and the counts left of and right of its range (``hist_below``,
+    ``hist_above``): enough to rebuild a TensorBoard histogram. Tensors, still on t's device."""
     t = t.detach().float()
-    out = {"mean": t.mean(), "std": std(t)}
+    out = {"n": t.numel(), "mean": t.mean(), "std": std(t)}
     if hist:
         out["hist_lo"], out["hist_hi"], out["hist"] = histogram(t, bins, mean=out["mean"], spread=out["std"])
+        if t.numel():
+            out["min"], out["max"] = t.min(), t.max()
+            out["hist_below"], out["hist_above"] = (t < out["hist_lo"]).sum(), (t > out["hist_hi"]).sum()
     return out
 
 

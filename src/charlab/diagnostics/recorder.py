@@ -1,4 +1,4 @@
-"""Record the lecture's statistics while training, as an ``Observer`` of the trainer.
+"""Record the lecture's statistics while training, as an ``Observer`` of the trainer: the one collector.
 
 On a sampled step only (``sampling.py``) the recorder attaches a forward hook to every leaf module
 and a tensor hook to each output, reads the weight gradients after ``backward``, clones the
@@ -6,20 +6,24 @@ parameters before the optimizer step and compares after it. Every statistic is r
 device; the lot is copied to the CPU in one transfer per sampled step, and every handle is removed
 before the step ends. Nothing is stored on the layers and nothing calls ``retain_grad()``.
 
-Records are plain dicts (``rec.records``), also written as JSON lines to ``out/diagnostics.jsonl``:
+Each record goes to ``rec.records`` (in memory) and to every sink (``sinks.py``): the JSON lines of
+``out/diagnostics.jsonl`` (``out=``), TensorBoard (``tensorboard.py``); the figures (``plots.py``)
+and the verdicts (``health.py``) are drawn from the records afterwards. Records are plain dicts:
 
 - ``{"kind": "meta", ...}``: model class, vocab size, batch size, the layers and whether they are
   bounded (class attribute ``bounded = True``, e.g. ``layers.Tanh``), carry a bias, are a BatchNorm;
 - ``{"kind": "step", "step", "lr", "loss", "layers": [...], "params": [...]}`` per sampled step, the
-  layers in the order they ran;
+  layers in the order they ran: each layer's output ``out`` and its gradient ``grad``, each
+  parameter's ``data_std``, ``grad``, ``grad_data`` and ``update_data`` (and, for a sink that wants
+  every histogram, ``data_after``: its value after the step). Summaries as ``quantities.summary``;
 - ``{"kind": "init", "loss", "expected"}``: the loss at step 0 against -ln(1/V);
 - ``{"kind": "probe", ...}``: the full-pass quantities of ``probe.py`` (with ``probe=True``).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -27,27 +31,10 @@ from torch import nn
 from charlab.diagnostics import quantities as q
 from charlab.diagnostics.probe import full_pass, is_batchnorm
 from charlab.diagnostics.sampling import DEFAULT_SCHEDULE, SampleSchedule
-from charlab.errors import CharlabError
-from charlab.rundir import DIAGNOSTICS as DIAGNOSTICS_FILE, atomic_write_bytes
+from charlab.diagnostics.sinks import JsonLinesSink, Sink
+from charlab.diagnostics.sinks import read_records, write_records  # noqa: F401  (re-exported)
+from charlab.rundir.layout import DIAGNOSTICS
 from charlab.training.events import Observer, TrainView
-
-
-def read_records(path: str | Path) -> list[dict]:
-    """Records from a JSON-lines file written by ``Recorder`` (or ``charlab diagnose``)."""
-    path = Path(path)
-    records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            raise CharlabError(f"{path} line {n} is not JSON; the diagnostics file is corrupted: "
-                               "re-create it with `charlab diagnose`") from None
-    return records
-
-
-def write_records(path: str | Path, records: list[dict]) -> None:
-    """All records as JSON lines, written atomically."""
-    atomic_write_bytes(Path(path), "".join(json.dumps(r) + "\n" for r in records).encode("utf-8"))
 
 
 def leaf_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -112,15 +99,17 @@ def to_host(tree):
 
 class Recorder(Observer):
     """Records diagnostics on sampled steps; ``records`` holds them in memory, ``out`` (a run
-    directory) also gets them as JSON lines. ``init_loss`` says whether step 0 is the model's
-    initialisation (False when probing trained weights). ``probe=True`` also runs the full-pass
-    quantities (``probe.py``) over the training set at the end of training: one pass, a fixed cost that
-    ``charlab train --diagnose`` leaves to ``charlab diagnose``."""
+    directory) also gets them as JSON lines, and every one of ``sinks`` is handed them too.
+    ``init_loss`` says whether step 0 is the model's initialisation (False when probing trained
+    weights). ``probe=True`` also runs the full-pass quantities (``probe.py``) over the training set at
+    the end of training: one pass, a fixed cost that ``charlab train --diagnose`` leaves to
+    ``charlab diagnose``."""
 
     def __init__(self, schedule: SampleSchedule = DEFAULT_SCHEDULE, out: str | Path | None = None,
-                 probe: bool = False, init_loss: bool = True):
+                 probe: bool = False, init_loss: bool = True, sinks: Sequence[Sink] = ()):
         self.schedule = schedule
-        self.path = Path(out) / DIAGNOSTICS_FILE if out is not None else None
+        self.sinks: list[Sink] = [*([JsonLinesSink(Path(out) / DIAGNOSTICS)] if out is not None else []), *sinks]
+        self.every_histogram = any(sink.every_histogram for sink in self.sinks)
         self.probe = probe
         self.init_loss = init_loss
         self.records: list[dict] = []
@@ -137,9 +126,8 @@ class Recorder(Observer):
     # records ---------------------------------------------------------------------------------------
     def emit(self, record: dict) -> None:
         self.records.append(record)
-        if self.path is not None:
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record) + "\n")
+        for sink in self.sinks:
+            sink.write(record)
 
     def steps(self) -> list[dict]:
         return [r for r in self.records if r["kind"] == "step"]
@@ -150,13 +138,18 @@ class Recorder(Observer):
         self.layers = leaf_layers(model)
         self.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.total = cfg.steps
-        if self.path is not None:
-            self.path.write_text("", encoding="utf-8")
+        for sink in self.sinks:
+            sink.on_train_start(view)
         self.emit({"kind": "meta", "model": type(model).__name__, "vocab_size": getattr(model, "vocab_size", None),
                    "batch_size": cfg.batch_size,
                    "optimizer": cfg.optimizer, "lr": cfg.lr, "steps": cfg.steps,
                    "schedule": {"every": self.schedule.every, "dense": self.schedule.dense},
                    "layers": [layer_info(n, m) for n, m in self.layers]})
+
+    def needs_autograd(self, step: int) -> bool:
+        """Whether ``step`` is sampled: its hooks need autograd; the training strategy keeps the other
+        steps on its fast path (``training/steps.py``). Asked after ``on_train_start``."""
+        return self.schedule.sampled(step, self.total)
 
     def on_step_start(self, view: TrainView, step: int) -> None:
         if not self.schedule.sampled(step, self.total):
@@ -184,7 +177,8 @@ class Recorder(Observer):
         if not self._active:
             return
         bounded = {name for name, m in self.layers if getattr(m, "bounded", False)}
-        drawn = bounded or {name for name, _ in self.layers}  # histograms only where the figures use them
+        every = {name for name, _ in self.layers}
+        drawn = every if self.every_histogram else bounded or every  # bounded: the ones the figures draw
         layers = []
         for name, outs in self._outputs.items():  # insertion order = the order the layers ran
             out = gathered(outs)
@@ -198,7 +192,7 @@ class Recorder(Observer):
         for name, p in self.params:
             entry = {"name": name, "shape": list(p.shape), "data_std": q.std(p)}
             if p.grad is not None:
-                entry["grad"] = q.summary(p.grad, hist=p.dim() == 2)
+                entry["grad"] = q.summary(p.grad, hist=p.dim() == 2 or self.every_histogram)
                 entry["grad_data"] = q.grad_data_ratio(p.grad, p)
             params.append(entry)
         self._outputs, self._grads = {}, {}
@@ -206,13 +200,19 @@ class Recorder(Observer):
         self._pending = {"layers": layers, "params": params}
 
     def on_step_end(self, view: TrainView, step: int, loss: torch.Tensor) -> None:
-        if not self._active:
-            return
+        if self._active:
+            self._record(view, step, loss)
+        for sink in self.sinks:
+            sink.on_step_end(view, step, loss)
+
+    def _record(self, view: TrainView, step: int, loss: torch.Tensor) -> None:
         if self._pending is None:
             self._remove_handles()
             return
         for entry, before, (_, p) in zip(self._pending["params"], self._before, self.params):
             entry["update_data"] = q.update_data_ratio(before, p)
+            if self.every_histogram:
+                entry["data_after"] = q.summary(p)
         record = to_host({"kind": "step", "step": step, "lr": view.lr(step), "loss": loss,
                           **self._pending})
         self._remove_handles()
@@ -226,7 +226,13 @@ class Recorder(Observer):
             handle.remove()
         self._reset_step()
 
+    def on_eval(self, view: TrainView, step: int, losses: dict[str, float]) -> None:
+        for sink in self.sinks:
+            sink.on_eval(view, step, losses)
+
     def on_train_end(self, view: TrainView) -> None:
         self._remove_handles()
         if self.probe:
             self.emit(full_pass(view.model, view.train_examples, view.cfg.batch_size, view.cfg.seed))
+        for sink in self.sinks:
+            sink.on_train_end(view)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from charlab.diagnostics import quantities as q
-from charlab.diagnostics.recorder import read_records
+from charlab.diagnostics.sinks import read_records
 from charlab.errors import CharlabError
 from charlab.rundir import DIAGNOSE_RECORDS, DIAGNOSTICS
 

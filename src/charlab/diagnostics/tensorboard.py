@@ -1,7 +1,7 @@
-"""TensorBoard: an ``Observer`` that writes what training shows to ``torch.utils.tensorboard``.
+"""TensorBoard: a sink of the recorder's records, written with ``torch.utils.tensorboard``.
 
-``charlab train --tensorboard`` puts the event files in ``RUN/tensorboard``; ``tensorboard --logdir RUN``
-shows them. Tags:
+``charlab train --tensorboard`` gives the run's ``Recorder`` this sink and puts the event files in
+``RUN/tensorboard``; ``tensorboard --logdir RUN`` shows them. Tags:
 
 =============================  ==================================================================
 ``loss/train``                 mean training loss of the last ``scalar_every`` steps
@@ -14,101 +14,90 @@ shows them. Tags:
 ``weights/PARAM``              histogram of each parameter after the step
 =============================  ==================================================================
 
-Values are raw (ratios, not log10): TensorBoard draws a log axis on request. The statistics come
-from ``diagnostics.quantities`` and histograms are written on the steps the diagnostics schedule
-samples, so the two views of a run agree. Hooks live only for the forward pass of a sampled step.
+Everything but the first three comes from the recorder's step records, on the steps its schedule
+samples: the two views of a run show the same numbers, and nothing here hooks the model or copies a
+weight. A histogram is rebuilt from the recorded summary (count, mean, std, extremes, the bin
+densities and the counts outside their range) with ``add_histogram_raw``. The loss and learning
+rate come from the loop's per-step losses, read from the device once per ``scalar_every`` steps.
+Values are raw (ratios, not log10): TensorBoard draws a log axis on request.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from charlab.diagnostics import quantities as q
-from charlab.diagnostics.recorder import first_tensor, leaf_layers
-from charlab.diagnostics.sampling import DEFAULT_SCHEDULE, SampleSchedule
-from charlab.training.events import Observer, TrainView
+from charlab.diagnostics.sinks import Sink
+from charlab.training.events import TrainView
 
 SCALAR_EVERY = 100  # steps per loss/lr point: smooth curves, and one host read per 100 steps
 
 
-class TensorBoardObserver(Observer):
-    def __init__(self, logdir: str | Path, scalar_every: int = SCALAR_EVERY,
-                 schedule: SampleSchedule = DEFAULT_SCHEDULE):
+def raw_histogram(s: dict) -> dict | None:
+    """``SummaryWriter.add_histogram_raw``'s arguments from a recorded ``quantities.summary``; None
+    without a histogram. A bucket's limit is its right edge; values outside the recorded range go in
+    one bucket on each side (ending at the range's start, and at the maximum)."""
+    if "hist" not in s or "min" not in s:
+        return None
+    n, mean, std, lo, hi = s["n"], s["mean"], s["std"], s["hist_lo"], s["hist_hi"]
+    width = (hi - lo) / len(s["hist"])
+    limits = [lo + width * (i + 1) for i in range(len(s["hist"]))]
+    counts = [density * n * width for density in s["hist"]]
+    if s.get("hist_below"):
+        limits, counts = [lo, *limits], [s["hist_below"], *counts]
+    if s.get("hist_above"):
+        limits, counts = [*limits, max(s["max"], hi)], [*counts, s["hist_above"]]
+    return {"min": s["min"], "max": s["max"], "num": n, "sum": mean * n,
+            "sum_squares": std ** 2 * max(n - 1, 0) + n * mean ** 2,  # as the recorded mean and std imply
+            "bucket_limits": limits, "bucket_counts": counts}
+
+
+class TensorBoardSink(Sink):
+    every_histogram = True  # TensorBoard shows every layer and parameter
+
+    def __init__(self, logdir: str | Path, scalar_every: int = SCALAR_EVERY):
         self.logdir = Path(logdir)
         self.scalar_every = scalar_every
-        self.schedule = schedule
         self.writer: SummaryWriter | None = None
-        self._loss_sum: torch.Tensor | float = 0.0
-        self._loss_count = 0
-        self._handles: list = []
-        self._outputs: dict[str, torch.Tensor] = {}
-        self._before: dict[str, torch.Tensor] = {}
+        self._window_start = 0  # the first step of the running loss/train window
 
     def on_train_start(self, view: TrainView) -> None:
         self.writer = SummaryWriter(log_dir=str(self.logdir))
-        model = view.model
-        self.layers = leaf_layers(model)
-        self.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        self.total = view.cfg.steps
+        self._window_start = view.step
 
-    def on_step_start(self, view: TrainView, step: int) -> None:
-        if self.schedule.sampled(step, self.total):
-            for name, module in self.layers:
-                self._handles.append(module.register_forward_hook(self._keep_output(name)))
-
-    def _keep_output(self, name: str):
-        def hook(module, inputs, output):
-            out = first_tensor(output)
-            if out is not None:
-                self._outputs[name] = out.detach()
-        return hook
-
-    def on_after_backward(self, view: TrainView, step: int) -> None:
-        if not self._handles:
+    def write(self, record: dict) -> None:
+        if record["kind"] != "step":
             return
-        self._remove_hooks()
-        for name, p in self.params:
-            if p.grad is not None:
-                self.writer.add_histogram(f"gradients/{name}", p.grad.detach().cpu(), step, bins=q.HIST_BINS)
-            if p.dim() == 2:
-                self._before[name] = p.detach().clone()
+        step = record["step"]
+        for layer in record["layers"]:
+            self._histogram(f"activations/{layer['name']}", layer["out"], step)
+            if "saturation" in layer["out"]:
+                self.writer.add_scalar(f"saturation/{layer['name']}", layer["out"]["saturation"], step)
+        for p in record["params"]:
+            if "grad" in p:
+                self._histogram(f"gradients/{p['name']}", p["grad"], step)
+            if "data_after" in p:
+                self._histogram(f"weights/{p['name']}", p["data_after"], step)
+            if len(p["shape"]) == 2 and "update_data" in p:
+                self.writer.add_scalar(f"update_data/{p['name']}", p["update_data"], step)
 
-    def on_step_end(self, view: TrainView, step: int, loss: torch.Tensor) -> None:
-        self._loss_sum = self._loss_sum + loss  # stays on the device until written
-        self._loss_count += 1
-        if (step + 1) % self.scalar_every == 0 or step + 1 == self.total:
-            self.writer.add_scalar("loss/train", float(self._loss_sum) / self._loss_count, step)
+    def _histogram(self, tag: str, s: dict, step: int) -> None:
+        raw = raw_histogram(s)
+        if raw is not None:
+            self.writer.add_histogram_raw(tag, global_step=step, **raw)
+
+    def on_step_end(self, view: TrainView, step: int, loss) -> None:
+        if view.crossed(self.scalar_every) or step + 1 == view.cfg.steps:
+            window = view.losses(self._window_start, step + 1)  # (k,) on the device: one read per window
+            self.writer.add_scalar("loss/train", float(window.mean()), step)
             self.writer.add_scalar("lr", view.lr(step), step)
-            self._loss_sum, self._loss_count = 0.0, 0
-        if self._outputs or self._before:
-            self._write_sampled(step)
-
-    def _write_sampled(self, step: int) -> None:
-        bounded = {name for name, m in self.layers if getattr(m, "bounded", False)}
-        for name, out in self._outputs.items():
-            self.writer.add_histogram(f"activations/{name}", out.cpu(), step, bins=q.HIST_BINS)
-            if name in bounded:
-                self.writer.add_scalar(f"saturation/{name}", float(q.saturation_fraction(out)), step)
-        for name, p in self.params:
-            self.writer.add_histogram(f"weights/{name}", p.detach().cpu(), step, bins=q.HIST_BINS)
-            if name in self._before:
-                self.writer.add_scalar(f"update_data/{name}", float(q.update_data_ratio(self._before[name], p)),
-                                       step)
-        self._outputs, self._before = {}, {}
+            self._window_start = step + 1
 
     def on_eval(self, view: TrainView, step: int, losses: dict[str, float]) -> None:
         for split, value in losses.items():
             self.writer.add_scalar(f"loss/{split}", value, step)
 
     def on_train_end(self, view: TrainView) -> None:
-        self._remove_hooks()
         if self.writer is not None:
             self.writer.close()
-
-    def _remove_hooks(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []

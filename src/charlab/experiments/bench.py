@@ -36,6 +36,7 @@ from charlab.data import SPLITS, Vocab, build_examples, read_items
 from charlab.data.splits import split_items
 from charlab.errors import CharlabError
 from charlab.experiments import reference
+from charlab.experiments.reference import LECTURE_STEPS  # the run the fast preset is measured against
 from charlab.inference.evaluate import split_loss
 from charlab.training.hand_backward import UNROLL_STEPS
 from charlab.inference.fold import fold_batchnorm
@@ -43,7 +44,6 @@ from charlab.models import build_model
 from charlab.report.table import markdown_table
 from charlab.inference.sample import sample_texts
 
-LECTURE_STEPS = 200_000  # the lecture's run, which the fast preset is measured against
 TARGET_DEV = 2.10  # the lecture's dev loss on names (2.1048 after 200k steps), rounded
 SAMPLE_N = 10_000  # names sampled by charlab per repeat
 REFERENCE_SAMPLE_N = 200  # names the one-at-a-time reference samples per repeat (its rate is flat in n)

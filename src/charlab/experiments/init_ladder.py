@@ -16,11 +16,11 @@ import matplotlib.pyplot as plt
 from charlab.config import DEFAULT_SEED
 from charlab.diagnostics.quantities import SATURATION_THRESHOLD, bin_centres
 from charlab.diagnostics.recorder import Recorder
+from charlab.experiments.reference import LECTURE_STEPS
 from charlab.experiments.runner import Column, ExperimentResult, data_name, recorded_steps, schedule_at_ends, train_variant
 from charlab.models.base import expected_init_loss
 
 NAME = "init-ladder"
-LECTURE_STEPS = 200_000
 DEFAULT_STEPS = LECTURE_STEPS
 RUNGS = {  # rung -> (preset, overrides): each differs from the one before in one respect
     "original": ("mlp", {"init": "naive"}),

@@ -40,6 +40,7 @@ BATCH_SIZE = 32  # the lecture's minibatch
 BN_MOMENTUM = 0.001  # the notebook's 0.999 * running + 0.001 * batch
 BN_EPS = 1e-5  # torch's BatchNorm1d epsilon (charlab's semantics)
 LR_HIGH, LR_LOW = 0.1, 0.01  # the lecture's step decay: 0.1 for the first half, then 0.01
+LECTURE_STEPS = 200_000  # the lecture's max_steps: the run its losses and speed figures are quoted for
 LOG_EVERY = 10_000  # the lecture prints the loss every 10k steps
 MAX_NAME_LEN = 64  # matches charlab.inference.sample.MAX_SAMPLE_LEN
 

@@ -33,7 +33,7 @@ from charlab.training.events import Observer, TrainView
 from charlab.training.nonfinite import all_finite
 from charlab.training.state import restore
 
-FORMAT_VERSION = 1
+CHECKPOINT_FORMAT_VERSION = 1
 STATE_KEY = "state"
 VERSION_KEY = "format_version"
 
@@ -64,7 +64,7 @@ def encode(sd: dict) -> bytes:
         optimizer = {"param_groups": sd["optimizer"]["param_groups"], "scalars": scalars}
     doc = {"train_state": train_state, "schedule": sd["schedule"], "optimizer": optimizer}
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    meta = {VERSION_KEY: str(FORMAT_VERSION), STATE_KEY: json.dumps(doc), DIGEST_KEY: tensor_digest(tensors)}
+    meta = {VERSION_KEY: str(CHECKPOINT_FORMAT_VERSION), STATE_KEY: json.dumps(doc), DIGEST_KEY: tensor_digest(tensors)}
     return serialize(tensors, metadata=meta)
 
 
@@ -106,9 +106,9 @@ def load_checkpoint(path: str | Path) -> dict:
         raise CharlabError(f"{path} is not a readable safetensors file ({str(err).splitlines()[0][:80]}); "
                            "it is truncated or corrupted: resume from best.safetensors or re-create the run"
                            ) from None
-    if meta.get(VERSION_KEY) != str(FORMAT_VERSION):
+    if meta.get(VERSION_KEY) != str(CHECKPOINT_FORMAT_VERSION):
         raise CharlabError(f"{path} has checkpoint format version {meta.get(VERSION_KEY)!r}, this charlab "
-                           f"reads version {FORMAT_VERSION}; resume it with the charlab that wrote it")
+                           f"reads version {CHECKPOINT_FORMAT_VERSION}; resume it with the charlab that wrote it")
     check_digest(path, tensors, meta)
     try:
         return decode(tensors, json.loads(meta[STATE_KEY]))

@@ -1,23 +1,35 @@
-"""The hand-derived backward pass of the MLP family (the lecture series' "backprop ninja" part) and
-its SGD steps, plain functions of tensors that ``torch.compile`` can unroll into one graph.
+"""The hand-derived backward pass of the window models (the lecture series' "backprop ninja" part)
+and its SGD steps, plain functions of tensors that ``torch.compile`` can unroll into one graph.
 
 At the lecture's batch of 32 a step is a few microseconds of arithmetic buried under per-operation
 overhead: Python, the dispatcher, autograd's graph, the optimizer's bookkeeping. Writing the
-gradients out by hand removes autograd; compiling ``UNROLL_STEPS`` steps into one graph removes the
-rest, since the compiled code runs them back to back without returning to Python. How much each
-saves is measured by ``charlab bench`` (``benchmarks/run.py``; README, Speed). The training strategies that
-use it are in ``steps.py``.
+gradients out by hand removes autograd and keeps the number of operations small (each layer's
+forward and backward is one ATen kernel where PyTorch has one: ``native_batch_norm`` and its
+backward, ``tanh_backward``, ``nll_loss`` and ``_log_softmax_backward_data``, ``addmm``); the SGD
+update is one ``_foreach_add_``. Compiling ``UNROLL_STEPS`` steps into one graph removes the rest,
+since the compiled code runs them back to back without returning to Python. How much each saves is
+measured by ``charlab bench`` (README, Speed). The strategies that use it are in ``steps.py``; the
+compilation (on-disk cache, background worker, fallback) in ``compiled.py``.
 
-The math is the autograd path's (``steps.AutogradStep`` with SGD), derived by hand:
+The models: ``Embedding -> [FlattenConsecutive(n)? -> Linear -> BatchNorm1d? -> Tanh?]* ->
+FlattenConsecutive? -> Linear`` with the flattening factors multiplying to the window: the MLP
+(one FlattenConsecutive of the whole window) and the WaveNet (pairs fused level by level, BatchNorm
+over (N, L, C)). Activations are kept as rows (B*L, C): fusing ``n`` consecutive positions of
+(B, L, C) is then ``reshape(-1, n*C)`` of the rows (the same memory), its backward the inverse
+reshape, a Linear over the last dimension is one matrix multiply, and a BatchNorm over (N, L) is a
+BatchNorm over the rows.
+
+The math is the autograd path's (``steps.AutogradStep``), derived by hand:
 
 - cross-entropy: ``dlogits = (softmax(logits) - onehot(y)) / B``;
 - Linear ``out = x @ W.T + b``: ``dW = dout.T @ x``, ``db = dout.sum(0)``, ``dx = dout @ W``;
 - tanh ``h = tanh(a)``: ``da = (1 - h**2) * dh``;
 - BatchNorm (biased batch variance, as ``batchnorm.py``): with ``xhat = (a - mean) * istd``,
   ``dgamma = (dy * xhat).sum(0)``, ``dbeta = dy.sum(0)`` and
-  ``da = gamma * istd / B * (B * dy - dbeta - xhat * dgamma)``;
+  ``da = gamma * istd / N * (N * dy - dbeta - xhat * dgamma)`` over the N rows; the running
+  statistics blend in the batch mean and unbiased variance with the momentum, as ``batchnorm.py``;
 - Embedding: ``dC`` scatter-adds the rows of ``demb`` at the looked-up ids;
-- SGD: ``p <- p - lr * dp``; BatchNorm running statistics blend in as ``batchnorm.py`` does.
+- SGD: ``p <- p - lr * dp``.
 
 The losses match the autograd path to float rounding (``tests/test_speed_paths.py``). The batches
 come from the same generator in the same order, so a seed gives the same run on either path.
@@ -28,42 +40,69 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from charlab.nn.batchnorm import BatchNorm1d
+from charlab.data.examples import IGNORE_INDEX
 from charlab.errors import CharlabError
+from charlab.nn.batchnorm import BatchNorm1d
 from charlab.nn.layers import Embedding, FlattenConsecutive, Linear, Tanh
 
-UNROLL_STEPS = 10  # steps per compiled graph: long enough to leave Python rarely, short enough to compile fast
+aten = torch.ops.aten
+MEAN = 1  # ATen's reduction code for "mean" (nll_loss): the loss is the batch mean, as F.cross_entropy
+# Steps per compiled graph. Measured on a 2-core machine, mlp-bn, one thread (charlab bench): 1 step
+# a graph runs ~3,500 steps/s after a ~15-55 s cold compile, 4 steps ~5,000 after ~30-90 s, 10 steps
+# barely more after 45-100 s. 4 takes most of the gain; the cold compile runs in the background
+# (``compiled.py``) while eager steps train, so its length costs little.
+UNROLL_STEPS = 4
 
 
 @dataclass(frozen=True)
 class Hidden:
-    """One hidden block: Linear (with a bias only without BatchNorm) -> BatchNorm? -> tanh?
+    """One hidden block: FlattenConsecutive(flatten)? -> Linear (bias?) -> BatchNorm? -> tanh?
 
     Plain values only, so that ``torch.compile`` treats the structure as constants."""
 
+    flatten: int  # consecutive positions fused before the Linear (1: none)
+    bias: bool
     eps: float | None  # the BatchNorm's epsilon, None without BatchNorm
+    momentum: float | None  # the BatchNorm's momentum
     tanh: bool
 
 
-def parse_mlp(model: torch.nn.Module) -> tuple[list[torch.nn.Parameter], list[Hidden], list[BatchNorm1d]]:
-    """Parameters in update order, the hidden blocks and the BatchNorms, or CharlabError if the model
-    is not Embedding -> FlattenConsecutive -> [Linear -> BatchNorm1d? -> Tanh?]* -> Linear."""
+@dataclass(frozen=True)
+class Plan:
+    blocks: tuple[Hidden, ...]
+    out_flatten: int  # positions fused before the output Linear (1: none)
+
+
+def unsupported(model: torch.nn.Module) -> CharlabError:
+    return CharlabError(
+        f"--fast-path supports the window models (Embedding, FlattenConsecutive, Linear, BatchNorm1d, Tanh), "
+        f"not {type(model).__name__}; use --fast-path off")
+
+
+def parse_mlp(model: torch.nn.Module) -> tuple[list[torch.nn.Parameter], Plan, list[BatchNorm1d]]:
+    """Parameters in update order, the plan and the BatchNorms, or CharlabError if the model is not
+    Embedding -> [FlattenConsecutive? -> Linear -> BatchNorm1d? -> Tanh?]* -> FlattenConsecutive? ->
+    Linear, with flattening factors that multiply to the model's window."""
     layers = list(getattr(model, "layers", []))
-    unsupported = CharlabError(
-        f"--fast-path supports the MLP (Embedding, Linear, BatchNorm1d, Tanh), not {type(model).__name__}; "
-        "use --fast-path off")
-    if len(layers) < 3 or not isinstance(layers[0], Embedding) or not isinstance(layers[1], FlattenConsecutive):
-        raise unsupported
-    params, blocks, norms, i = [layers[0].weight], [], [], 2
-    while i < len(layers) - 1:
-        linear, norm, tanh = layers[i], None, False
-        if not isinstance(linear, Linear):
-            raise unsupported
-        params += [p for p in (linear.weight, linear.bias) if p is not None]
+    if len(layers) < 2 or not isinstance(layers[0], Embedding):
+        raise unsupported(model)
+    params, blocks, norms, fused, pending, i = [layers[0].weight], [], [], 1, 1, 1
+    while i < len(layers):
+        layer = layers[i]
         i += 1
-        if i < len(layers) - 1 and isinstance(layers[i], BatchNorm1d):
+        if isinstance(layer, FlattenConsecutive):
+            pending, fused = pending * layer.n, fused * layer.n
+            continue
+        if not isinstance(layer, Linear):
+            raise unsupported(model)
+        params += [p for p in (layer.weight, layer.bias) if p is not None]
+        if i == len(layers):  # the output layer
+            if layer.bias is None or fused != getattr(model, "block_size", None):
+                raise unsupported(model)
+            return params, Plan(tuple(blocks), pending), norms
+        norm = None
+        if isinstance(layers[i], BatchNorm1d):
             norm = layers[i]
             if norm.momentum is None or not norm.affine or not norm.track_running_stats:
                 raise CharlabError("--fast-path needs BatchNorm with a momentum, affine and running stats; "
@@ -71,80 +110,77 @@ def parse_mlp(model: torch.nn.Module) -> tuple[list[torch.nn.Parameter], list[Hi
             params += [norm.weight, norm.bias]
             norms.append(norm)
             i += 1
-        if i < len(layers) - 1 and isinstance(layers[i], Tanh):
-            tanh, i = True, i + 1
-        blocks.append(Hidden(None if norm is None else norm.eps, tanh))
-    output = layers[-1]
-    if not isinstance(output, Linear) or output.bias is None:
-        raise unsupported
-    params += [output.weight, output.bias]
-    return params, blocks, norms
+        tanh = i < len(layers) and isinstance(layers[i], Tanh)
+        i += tanh
+        blocks.append(Hidden(pending, layer.bias is not None, None if norm is None else norm.eps,
+                             None if norm is None else norm.momentum, tanh))
+        pending = 1
+    raise unsupported(model)  # no output Linear
 
 
-def _forward_backward(params, blocks, stats, x, y):
-    """Loss, gradients (same order as params) and per-norm (mean, unbiased var) for one batch."""
-    emb_w, rest = params[0], list(params[1:])
-    n = x.shape[0]
-    h = emb_w.index_select(0, x.reshape(-1)).view(n, -1)  # (B, block*n_embd)
+def forward_backward(params, buffers, plan: Plan, x, y):
+    """Loss and gradients (in the order of ``params``) of one batch ``x`` (B, T), ``y`` (B,); the
+    BatchNorm running statistics (``buffers``: mean, var per norm) are updated in place."""
+    emb_w, rest, stats = params[0], iter(params[1:]), iter(buffers)
+    ids = x.reshape(-1)  # (B*T,)
+    h = emb_w.index_select(0, ids)  # (B*T, E): rows of (B, T, E)
     saved = []
-    for block in blocks:
-        w = rest.pop(0)
-        a = h @ w.T  # (B, H)
-        b = None if block.eps is not None else rest.pop(0)
-        if b is not None:
-            a = a + b
-        xhat = gamma = istd = None
+    for block in plan.blocks:
+        if block.flatten > 1:
+            h = h.reshape(-1, h.shape[1] * block.flatten)  # (B*L/n, n*C): n consecutive positions fused
+        w = next(rest)
+        a = torch.addmm(next(rest), h, w.t()) if block.bias else torch.mm(h, w.t())  # (N, H)
+        norm = None
         if block.eps is not None:
-            gamma, beta = rest.pop(0), rest.pop(0)
-            mean = a.mean(0)  # (H,)
-            centred = a - mean  # (B, H)
-            var = (centred * centred).mean(0)  # (H,) biased; 10x faster than var() on CPU
-            istd = torch.rsqrt(var + block.eps)  # (H,)
-            xhat = centred * istd  # (B, H)
-            a = xhat * gamma + beta
-            stats.append((mean, var * (n / (n - 1))))
-        out = torch.tanh(a) if block.tanh else a  # (B, H)
-        saved.append((h, w, b, gamma, istd, xhat, out))
+            gamma, beta, running_mean, running_var = next(rest), next(rest), next(stats), next(stats)
+            pre = a
+            a, mean, istd = aten.native_batch_norm(pre, gamma, beta, running_mean, running_var, True,
+                                                   block.momentum, block.eps)  # (N, H), stats updated
+            norm = (pre, gamma, running_mean, running_var, mean, istd)
+        out = torch.tanh(a) if block.tanh else a  # (N, H)
+        saved.append((h, w, norm, out))
         h = out
-    w_out, b_out = rest
-    logits = h @ w_out.T + b_out  # (B, V)
-    logp = torch.log_softmax(logits, dim=1)  # (B, V)
-    loss = -logp.gather(1, y.view(-1, 1)).mean()
-    dout = (logp.exp() - F.one_hot(y, logits.shape[1]).to(logp.dtype)) / n  # (B, V)
-    grads = [dout.T @ h, dout.sum(0)]
-    dh = dout @ w_out  # (B, H)
-    for block, (h_in, w, b, gamma, istd, xhat, out) in zip(reversed(blocks), reversed(saved)):
-        da = (1 - out * out) * dh if block.tanh else dh  # (B, H)
+    if plan.out_flatten > 1:
+        h = h.reshape(-1, h.shape[1] * plan.out_flatten)  # (B, C)
+    w_out, b_out = next(rest), next(rest)
+    logits = torch.addmm(b_out, h, w_out.t())  # (B, V)
+    logp = torch.log_softmax(logits, 1)  # (B, V)
+    loss, total = aten.nll_loss_forward(logp, y, None, MEAN, IGNORE_INDEX)
+    dlogp = aten.nll_loss_backward(logp.new_ones(()), logp, y, None, MEAN, IGNORE_INDEX, total)  # (B, V)
+    dout = aten._log_softmax_backward_data(dlogp, logp, 1, logp.dtype)  # (B, V): (softmax - onehot) / B
+    grads = [torch.mm(dout.t(), h), dout.sum(0)]
+    dh = torch.mm(dout, w_out)  # (B, C)
+    if plan.out_flatten > 1:
+        dh = dh.reshape(-1, dh.shape[1] // plan.out_flatten)
+    for block, (h_in, w, norm, out) in zip(reversed(plan.blocks), reversed(saved)):
+        da = aten.tanh_backward(dh, out) if block.tanh else dh  # (N, H)
         block_grads = []
-        if block.eps is not None:
-            dgamma, dbeta = (da * xhat).sum(0), da.sum(0)  # (H,), (H,)
-            da = gamma * istd / n * (n * da - dbeta - xhat * dgamma)  # (B, H)
+        if norm is not None:
+            pre, gamma, running_mean, running_var, mean, istd = norm
+            da, dgamma, dbeta = aten.native_batch_norm_backward(da, pre, gamma, running_mean, running_var, mean,
+                                                                istd, True, block.eps, [True, True, True])
             block_grads = [dgamma, dbeta]
-        if b is not None:
-            block_grads = [da.sum(0)]
-        grads = [da.T @ h_in, *block_grads, *grads]
-        dh = da @ w  # (B, fan_in)
-    d_emb = torch.zeros_like(emb_w).index_add(0, x.reshape(-1), dh.reshape(-1, emb_w.shape[1]))
+        if block.bias:
+            block_grads = [da.sum(0), *block_grads]
+        grads = [torch.mm(da.t(), h_in), *block_grads, *grads]
+        dh = torch.mm(da, w)  # (N, fan_in)
+        if block.flatten > 1:
+            dh = dh.reshape(-1, dh.shape[1] // block.flatten)  # back to unfused rows
+    d_emb = aten.embedding_dense_backward(dh, ids, emb_w.shape[0], -1, False)  # (V, E)
     return loss, [d_emb, *grads]
 
 
-def _update_buffers(buffers, stats, momenta):
-    """BatchNorm running statistics, blended as ``batchnorm.py`` does: ``lerp(running, batch, m)``."""
-    batch = [s for pair in stats for s in pair]  # mean, unbiased var per norm
-    return [torch.lerp(buf, stat, m) for buf, stat, m in zip(buffers, batch, [m for m in momenta for _ in "mv"])]
+def sgd_step(params, buffers, plan: Plan, x, y, lr):
+    """One SGD step in place on a batch ``x`` (B, T), ``y`` (B,): the update of ``torch.optim.SGD``
+    without momentum (``_foreach_add_`` with ``alpha=-lr``); returns the loss."""
+    loss, grads = forward_backward(params, buffers, plan, x, y)
+    torch._foreach_add_(params, grads, alpha=-lr)
+    return loss
 
 
-def sgd_steps(params, buffers, blocks, momenta, x, y, lrs):
-    """``len(lrs)`` SGD steps on batches ``x`` (K, B, T), ``y`` (K, B); returns the K losses and the
-    new parameters and BatchNorm buffers (running mean, running var per norm)."""
-    losses = []
-    for k in range(lrs.shape[0]):
-        stats = []
-        loss, grads = _forward_backward(params, blocks, stats, x[k], y[k])
-        params = [p - lrs[k] * g for p, g in zip(params, grads)]
-        buffers = _update_buffers(buffers, stats, momenta)
-        losses.append(loss)
-    return torch.stack(losses), params, buffers
+def sgd_steps(params, buffers, plan: Plan, x, y, lrs):
+    """``len(lrs)`` SGD steps in place on batches ``x`` (K, B, T), ``y`` (K, B); the K losses."""
+    return torch.stack([sgd_step(params, buffers, plan, x[k], y[k], lrs[k]) for k in range(lrs.shape[0])])  # (K,)
 
 
 def unsupported_reason(model: torch.nn.Module) -> str | None:
@@ -162,42 +198,50 @@ def unsupported_reason(model: torch.nn.Module) -> str | None:
 class HandBackward:
     """The model's parameters and BatchNorm buffers, trained in place by the hand-derived pass.
 
-    ``gradients`` (eager) sets each parameter's ``.grad`` and leaves the update to the trainer's
-    optimizer, so every optimizer, clipping and its checkpointed state work as on the autograd
-    path. ``steps`` runs several SGD steps, a full chunk of ``unroll`` compiled when ``compile``.
+    ``gradients`` sets each parameter's ``.grad`` and leaves the update to the trainer's optimizer,
+    so every optimizer, clipping and its checkpointed state work as on the autograd path; ``sgd``
+    takes one whole SGD step; ``chunk`` runs ``sgd_steps`` (compiled by ``compiled.py``, or eager).
     """
 
-    def __init__(self, model: torch.nn.Module, compile: bool = False, unroll: int | None = None):
+    def __init__(self, model: torch.nn.Module, unroll: int | None = None):
         self.unroll = unroll or UNROLL_STEPS
-        self.params, self.blocks, self.norms = parse_mlp(model)
+        params, self.plan, self.norms = parse_mlp(model)
+        self.params = [p.detach() for p in params]  # the same storage: updates land in the model
+        self.leaves = params
         self.buffers = [buf for norm in self.norms for buf in (norm.running_mean, norm.running_var)]
-        self.momenta = [norm.momentum for norm in self.norms]
-        self.compiled = torch.compile(sgd_steps, fullgraph=True, dynamic=False) if compile else None
+        self.counters = [norm.num_batches_tracked for norm in self.norms]
+
+    def _counted(self, steps: int) -> None:
+        if self.counters:
+            torch._foreach_add_(self.counters, steps)
 
     @torch.no_grad()
     def gradients(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Set ``.grad`` of every parameter for the batch ``x`` (B, T), ``y`` (B,); returns the loss."""
-        stats = []
-        loss, grads = _forward_backward([p.detach() for p in self.params], self.blocks, stats, x, y)
-        for p, g in zip(self.params, grads):
+        loss, grads = forward_backward(self.params, self.buffers, self.plan, x, y)
+        for p, g in zip(self.leaves, grads):
             p.grad = g
-        self._write_back([], [], _update_buffers(self.buffers, stats, self.momenta), 1)
+        self._counted(1)
         return loss
 
-    def _write_back(self, params, new_params, new_buffers, steps: int) -> None:
-        for old, new in ((params, new_params), (self.buffers, new_buffers)):
-            if old:
-                torch._foreach_copy_(old, new)
-        for norm in self.norms:
-            norm.num_batches_tracked.add_(steps)
+    @torch.no_grad()
+    def sgd(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor:
+        """One SGD step at ``lr`` on ``x`` (B, T), ``y`` (B,); its loss."""
+        loss = sgd_step(self.params, self.buffers, self.plan, x, y, lr)
+        self._counted(1)
+        return loss
 
     @torch.no_grad()
-    def steps(self, x: torch.Tensor, y: torch.Tensor, lrs: torch.Tensor) -> torch.Tensor:
-        """SGD on ``x`` (K, B, T), ``y`` (K, B) with learning rates ``lrs`` (K,); returns the K losses.
-        A full chunk of ``unroll`` steps runs compiled, a shorter one (before an evaluation) eagerly."""
-        full = self.compiled is not None and lrs.shape[0] == self.unroll
-        run = self.compiled if full else sgd_steps
-        losses, params, buffers = run([p.detach() for p in self.params], list(self.buffers), self.blocks,
-                                      self.momenta, x, y, lrs)
-        self._write_back([p.detach() for p in self.params], params, buffers, lrs.shape[0])
+    def chunk(self, run, x: torch.Tensor, y: torch.Tensor, lrs: torch.Tensor) -> torch.Tensor:
+        """``run`` (``sgd_steps`` or its compiled form) on ``x`` (K, B, T), ``y`` (K, B) at ``lrs`` (K,)."""
+        losses = run(self.params, self.buffers, self.plan, x, y, lrs)
+        self._counted(lrs.shape[0])
         return losses  # (K,)
+
+    def example_inputs(self, batch_size: int, block_size: int) -> dict:
+        """What the compile worker needs to build inputs like ours (``compiled.py``)."""
+        return {"params": [[list(p.shape), str(p.dtype)] for p in self.params],
+                "buffers": [[list(b.shape), str(b.dtype)] for b in self.buffers],
+                "plan": {"blocks": [vars(b) for b in self.plan.blocks], "out_flatten": self.plan.out_flatten},
+                "batch_size": batch_size, "block_size": block_size, "unroll": self.unroll,
+                "vocab": self.params[0].shape[0]}

@@ -98,6 +98,7 @@ class Trainer:
             self.emit("on_step_end", self.state.step - 1, losses[-1])
             if self.state.step % cfg.eval_interval == 0 and self.state.step < cfg.steps:
                 self.evaluate_dev(self.state.step)
+        self.stepper.end(self)
         self.state.losses = self.losses_so_far()
         self.fit_start = self.state.step
         if not self.stop_requested:

@@ -1,17 +1,26 @@
 """How the loop advances: one strategy per trainer, chosen once (``choose_step``) before the loop.
 
 - ``AutogradStep``: forward, ``backward()``, clipping, ``optimizer.step()``: every model, every
-  optimizer; the default (``--fast-path off``).
+  optimizer (``--fast-path off``).
 - ``HandDerivedStep``: the same step with the gradients of the hand-derived backward pass
-  (``hand_backward.py``; ``--fast-path eager``): the MLP family, any optimizer.
-- ``CompiledChunk``: up to ``unroll`` SGD steps in one ``torch.compile`` graph (``--fast-path compile``).
+  (``hand_backward.py``): the window models (MLP family, WaveNet), any optimizer; with SGD without
+  clipping the whole step is one function (``hand_backward.sgd_step``), and with a ``Compiler``
+  (``compiled.py``) chunks of ``unroll`` SGD steps run in one compiled graph once it is ready.
+  Steps that an observer needs autograd for (``needs_autograd``: the diagnostics' sampled steps) run
+  on ``AutogradStep``; the others stay fast.
 - ``CountFit``: a model fit by counting (``trained_by_gradient`` False) is fit once, before the loop,
   and takes no steps.
+
+``--fast-path`` picks: ``off`` autograd; ``eager`` the hand-derived step; ``compile`` that with
+chunks compiled in this process; ``auto`` (the default, ``choose_step``) the fastest of these that
+computes the same math for the configuration at hand, and autograd where the hand-derived pass does
+not apply (sequence models, synchronised BatchNorm, an observer that needs autograd on every step).
 
 ``advance(trainer, start, stop)`` takes steps from ``start`` toward ``stop`` (the next evaluation or
 the end) and returns their losses; the trainer records them and emits ``on_step_end`` once, with the
 model holding the weights after the last of them. ``take_step`` is one single step on a given batch,
-emitting its events through ``emit``: the non-finite guard replays steps with it.
+emitting its events through ``emit``: the non-finite guard replays steps with it. ``end`` follows the
+last step (a background compile still running is stopped).
 """
 
 from __future__ import annotations
@@ -22,19 +31,31 @@ import torch
 
 from charlab.errors import CharlabError
 from charlab.training import hand_backward
+from charlab.training.compiled import Compiler, cpus
 from charlab.training.events import Observer, watches
 
 NO_POINT_FOR = ("on_step_start", "on_after_backward")  # events the hand-derived steps cannot emit truly
+# ``--fast-path auto`` compiles (in the background) only runs of at least this many steps. A cold
+# compile takes ~30-90 s on a 2-core machine, i.e. ~75k-200k eager steps, so a shorter run would
+# mostly pay for a worker on the other core and not switch; from a warm cache the worker and the
+# in-process load take ~5-10 s and pay back after ~20k compiled steps (``SWITCH_MIN_REMAINING``).
+AUTO_COMPILE_MIN_STEPS = 50_000
+# Switch to the compiled chunk only with this many steps left: loading the graph in this process
+# takes ~3-5 s, and each compiled step saves ~0.2 ms over an eager one (~2,500 vs ~5,000 steps/s).
+SWITCH_MIN_REMAINING = 20_000
 
 
 class Step:
-    """A strategy: ``begin`` once per fit, then ``advance`` until the last step."""
+    """A strategy: ``begin`` once per fit, then ``advance`` until the last step, then ``end``."""
 
     def begin(self, trainer) -> None:
         """Before the first step (after ``on_train_start``); nothing for gradient steps."""
 
     def advance(self, trainer, start: int, stop: int) -> torch.Tensor:
         raise NotImplementedError
+
+    def end(self, trainer) -> None:
+        """After the last step of a fit."""
 
 
 class AutogradStep(Step):
@@ -68,30 +89,93 @@ class AutogradStep(Step):
         return self.take_step(trainer, start, x, y, trainer.emit).reshape(1)  # (1,)
 
 
-class HandDerivedStep(AutogradStep):
-    def __init__(self, model: torch.nn.Module, compile: bool = False):
-        super().__init__(model)
-        self.hand = hand_backward.HandBackward(model, compile=compile)
-
-    def gradients(self, trainer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return self.hand.gradients(x, y)  # sets every .grad, no autograd graph
+def never(step: int) -> bool:
+    return False
 
 
-class CompiledChunk(HandDerivedStep):
-    """Up to ``unroll`` SGD steps in one compiled graph, ending at a multiple of ``unroll``, at
-    ``stop`` or before. One ``randint`` of k*B draws exactly the k batches of B the plain loop draws."""
+def autograd_needed(observers) -> Callable[[int], bool] | None:
+    """Which steps need autograd for ``observers``: each that watches an event the hand-derived steps
+    have no point for says so through ``needs_autograd(step)``; None when one of them cannot say
+    (then every step needs it)."""
+    asks = []
+    for observer in observers:
+        if any(watches(observer, event) for event in NO_POINT_FOR):
+            ask = getattr(observer, "needs_autograd", None)
+            if ask is None:
+                return None
+            asks.append(ask)
+    if not asks:
+        return never
+    return asks[0] if len(asks) == 1 else (lambda step: any(ask(step) for ask in asks))
 
-    def __init__(self, model: torch.nn.Module):
-        super().__init__(model, compile=True)
+
+def plain_sgd(cfg) -> bool:
+    """Whether the step is ``p -= lr * grad`` (what ``hand_backward.sgd_step`` and the compiled chunk do)."""
+    return cfg.optimizer == "sgd" and cfg.grad_clip == 0
+
+
+class HandDerivedStep(Step):
+    """The hand-derived pass; chunks of ``unroll`` SGD steps compiled when ``compiler`` has them
+    ready; autograd on the steps an observer needs it for (``autograd_needed``)."""
+
+    def __init__(self, model: torch.nn.Module, cfg, compiler: bool | str = False):
+        self.autograd = AutogradStep(model)
+        self.hand = hand_backward.HandBackward(model)
+        self.whole_sgd = plain_sgd(cfg)
+        self.compiler = None
+        if compiler and self.whole_sgd:
+            self.compiler = Compiler(self.hand, background=compiler == "background",
+                                     min_remaining=SWITCH_MIN_REMAINING if compiler == "background" else 0)
+        self.needs_autograd = never
+
+    def begin(self, trainer) -> None:
+        self.needs_autograd = autograd_needed(trainer.listeners) or (lambda step: True)
+        if self.compiler is not None:
+            self.compiler.begin(trainer)
+
+    def end(self, trainer) -> None:
+        if self.compiler is not None:
+            self.compiler.end()
+
+    def take_step(self, trainer, step: int, x: torch.Tensor, y: torch.Tensor, emit: Callable) -> torch.Tensor:
+        """One step on ``x``, ``y`` at the learning rate of ``step``; its loss."""
+        if self.needs_autograd(step):
+            return self.autograd.take_step(trainer, step, x, y, emit)
+        lr = trainer.schedule.lr(step)
+        if self.whole_sgd:
+            return self.hand.sgd(x, y, lr)
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = lr
+        loss = self.hand.gradients(x, y)  # sets every .grad, no autograd graph
+        if trainer.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.hand.leaves, trainer.cfg.grad_clip, foreach=True)
+        trainer.optimizer.step()
+        return loss
 
     def advance(self, trainer, start: int, stop: int) -> torch.Tensor:
-        b, examples, unroll = trainer.cfg.batch_size, trainer.train_examples, self.hand.unroll
-        k = min(unroll - start % unroll, stop - start)
+        if self.compiler is not None and self.compiler.ready(start, trainer.cfg.steps) is not None:
+            losses = self.compiled_chunk(trainer, start, stop)
+            if losses is not None:
+                return losses
+        x, y = trainer.train_examples.rows(trainer.sampler.draw())  # (B, T), (B,)
+        return self.take_step(trainer, start, x, y, trainer.emit).reshape(1)  # (1,)
+
+    def compiled_chunk(self, trainer, start: int, stop: int) -> torch.Tensor | None:
+        """``unroll`` SGD steps in one compiled graph when a whole chunk fits before ``stop`` and no step
+        in it needs autograd; chunks end at multiples of ``unroll``. One ``randint`` of k*B draws
+        exactly the k batches of B the plain loop draws. None: take a single step instead."""
+        b, examples, k = trainer.cfg.batch_size, trainer.train_examples, self.hand.unroll
+        if start % k or stop - start < k or any(self.needs_autograd(s) for s in range(start, start + k)):
+            return None
         ix = torch.randint(0, len(examples), (k * b,), generator=trainer.generator)  # (k*B,)
         x = examples.x[ix].view(k, b, -1)  # (k, B, T)
         y = examples.y[ix].view(k, b)  # (k, B)
         lrs = torch.tensor([trainer.schedule.lr(s) for s in range(start, start + k)])  # (k,)
-        return self.hand.steps(x, y, lrs)  # (k,)
+        losses = self.compiler.run(x, y, lrs)
+        if losses is None:  # the compile failed (said once on stderr): redo these steps eagerly
+            return torch.stack([self.take_step(trainer, s, x[i], y[i], trainer.emit)
+                                for i, s in enumerate(range(start, start + k))])
+        return losses  # (k,)
 
 
 class CountFit(Step):
@@ -100,29 +184,42 @@ class CountFit(Step):
         trainer.skip_to(trainer.cfg.steps)
 
 
-STRATEGIES = {"off": AutogradStep, "eager": HandDerivedStep, "compile": CompiledChunk}
-
-
 def check_hand_step_supported(model: torch.nn.Module, cfg, observers: list[Observer]) -> None:
     """Refuse what the hand-derived steps do not implement, naming the setting to change."""
-    if cfg.fast_path == "compile" and (cfg.optimizer != "sgd" or cfg.grad_clip > 0):
+    if cfg.fast_path == "compile" and not plain_sgd(cfg):
         raise CharlabError("--fast-path compile runs SGD without clipping inside the graph; use --optimizer sgd "
                            "--grad-clip 0, or --fast-path eager")
-    for observer in observers:
-        for event in NO_POINT_FOR:
-            if watches(observer, event):
-                raise CharlabError(f"{type(observer).__name__} watches {event}, which --fast-path has no point "
-                                   "for (it computes gradients without autograd); use --fast-path off")
+    if autograd_needed(observers) is None:
+        for observer in observers:
+            for event in NO_POINT_FOR:
+                if watches(observer, event) and not hasattr(observer, "needs_autograd"):
+                    raise CharlabError(f"{type(observer).__name__} watches {event}, which --fast-path has no "
+                                       "point for (it computes gradients without autograd); use --fast-path off")
     reason = hand_backward.unsupported_reason(model)
     if reason is not None:
         raise CharlabError(reason)
 
 
+def auto_compiles(model: torch.nn.Module, cfg) -> bool:
+    """Whether ``auto`` compiles: SGD without clipping, a run long enough to pay
+    (``AUTO_COMPILE_MIN_STEPS``), on the CPU (where it is measured) with a second CPU for the worker."""
+    device = next(model.parameters()).device
+    return (plain_sgd(cfg) and cfg.steps >= AUTO_COMPILE_MIN_STEPS and device.type == "cpu" and cpus() >= 2)
+
+
 def choose_step(model: torch.nn.Module, cfg, observers: list[Observer]) -> Step:
-    """The strategy for this model and ``cfg.fast_path``; CharlabError for an unsupported mix."""
+    """The strategy for this model and ``cfg.fast_path``; CharlabError for an unsupported mix
+    (``auto`` never refuses: it takes autograd where the hand-derived pass does not apply)."""
     if not model.trained_by_gradient:
         return CountFit()
     mode = getattr(cfg, "fast_path", "off")
-    if mode != "off":
-        check_hand_step_supported(model, cfg, observers)
-    return STRATEGIES[mode](model)
+    if mode == "off":
+        return AutogradStep(model)
+    if mode == "auto":
+        try:
+            check_hand_step_supported(model, cfg, observers)
+        except CharlabError:
+            return AutogradStep(model)
+        return HandDerivedStep(model, cfg, compiler="background" if auto_compiles(model, cfg) else False)
+    check_hand_step_supported(model, cfg, observers)
+    return HandDerivedStep(model, cfg, compiler=mode == "compile")

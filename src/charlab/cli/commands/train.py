@@ -45,11 +45,13 @@ def add_arguments(parser) -> None:
     add_config_flags(parser)
 
 
-def tensorboard_observers(args, out) -> list:
+def tensorboard_sinks(args, out) -> list:
+    """With --tensorboard, the sink that writes the diagnostics recorder's records as TensorBoard events
+    (the recorder writes RUN/diagnostics.jsonl too when --diagnose is also given)."""
     if not args.tensorboard:
         return []
-    from charlab.diagnostics.tensorboard import TensorBoardObserver  # imports tensorboard only when asked for
-    return [TensorBoardObserver(Path(out) / TENSORBOARD_DIR)]
+    from charlab.diagnostics.tensorboard import TensorBoardSink  # imports tensorboard only when asked for
+    return [TensorBoardSink(Path(out) / TENSORBOARD_DIR)]
 
 
 def print_summary(summary: dict) -> None:
@@ -105,7 +107,7 @@ def train_run(args) -> int:
         main = distributed.is_main()
         result = api.train(data=args.data, preset=args.preset, out=out, progress=not args.json,
                            n_samples=args.samples, overwrite=args.overwrite, diagnose=args.diagnose,
-                           observers=tensorboard_observers(args, out) if main else [], **overrides)
+                           sinks=tensorboard_sinks(args, out) if main else [], **overrides)
     if not main:
         return 0  # rank 0 prints and writes
     summary = result.summary()

@@ -1,0 +1,63 @@
+"""The background compile worker of ``compiled.Compiler``: ``python -m charlab.training.compile_worker``
+reads a spec (shapes, dtypes, the plan, the thread count) on stdin, compiles ``sgd_steps`` for inputs
+of those shapes into the on-disk cache (``TORCHINDUCTOR_CACHE_DIR``, set by the trainer) and exits 0;
+an error exits non-zero with its message on stderr. It exits as soon as the trainer that started it
+is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+
+import torch
+
+from charlab.training import hand_backward
+from charlab.training.compiled import compile_steps, marker
+
+PARENT_CHECK_S = 1.0  # how often the worker checks that the trainer still runs
+
+
+def example_tensors(spec: dict):
+    """Inputs shaped like the trainer's (values do not matter to the compiled code)."""
+    gen = torch.Generator().manual_seed(0)
+
+    def tensor(shape, dtype):
+        return torch.rand(shape, generator=gen, dtype=getattr(torch, dtype.removeprefix("torch."))) + 0.5
+
+    params = [tensor(shape, dtype) for shape, dtype in spec["params"]]
+    buffers = [tensor(shape, dtype) for shape, dtype in spec["buffers"]]
+    plan = hand_backward.Plan(tuple(hand_backward.Hidden(**b) for b in spec["plan"]["blocks"]),
+                              spec["plan"]["out_flatten"])
+    k, b = spec["unroll"], spec["batch_size"]
+    x = torch.randint(0, spec["vocab"], (k, b, spec["block_size"]), generator=gen)  # (K, B, T)
+    y = torch.randint(0, params[-1].shape[0], (k, b), generator=gen)  # (K, B)
+    lrs = torch.full((k,), 0.01)  # (K,) float32, as the trainer's torch.tensor of floats
+    return params, buffers, plan, x, y, lrs
+
+
+def watch_parent(parent: int) -> None:
+    """Exit when the trainer that started this worker is gone (its pid no longer ours to wait on)."""
+    while True:
+        time.sleep(PARENT_CHECK_S)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
+def worker_main() -> int:
+    spec = json.loads(sys.stdin.read())
+    parent = int(os.environ.get("CHARLAB_COMPILE_PARENT", os.getppid()))
+    threading.Thread(target=watch_parent, args=(parent,), daemon=True).start()
+    torch.set_num_threads(spec["threads"])
+    params, buffers, plan, x, y, lrs = example_tensors(spec)
+    with torch.no_grad():
+        compile_steps()(params, buffers, plan, x, y, lrs)
+    marker(spec).touch()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(worker_main())
