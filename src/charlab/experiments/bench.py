@@ -6,11 +6,21 @@ median over the repeats. ``charlab bench`` and ``python benchmarks/run.py`` run 
 
 Rows:
 
-- ``train``: mlp-bn at batch 32 for the same number of steps, the reference against charlab's
-  autograd path, its hand-derived backward pass, and that pass compiled (steady state; the compile
-  itself is reported apart); final dev losses side by side;
-- ``fast_preset``: wall time of the ``fast`` preset (its final dev must be <= ``TARGET_DEV``) over
-  the reference's 200k-step wall time, extrapolated from its measured steps/s;
+- ``default``: WHOLE PROCESS (subprocess start to exit: imports, data, compile, training, final
+  losses), ``charlab train --preset mlp-bn`` as a user types it (``--fast-path auto``) against the
+  reference script, at ``--steps`` steps (200,000 is the lecture's run; the default is a stated
+  fraction), on a cold compile cache (a fresh ``TORCHINDUCTOR_CACHE_DIR``) and a warm one; the dev
+  loss against the autograd path's (``--fast-path off``, one run);
+- ``train``: the steady rate in one process (``Trainer.fit`` alone, mlp-bn, batch 32): reference
+  against each path (autograd, the hand-derived step, compiled chunks from a warm cache), and the
+  machine's limit for this step (its matrix multiplies alone);
+- ``presets``: each window preset's default path against its ``--fast-path off`` (autograd) path, in
+  one process: the eager hand-derived step (what ``auto`` runs below ``AUTO_COMPILE_MIN_STEPS``) and
+  the compiled chunks (what it switches to on longer SGD runs), from a warm cache;
+- ``fast_preset``: ``charlab train --preset fast`` whole process (its final dev must be <=
+  ``TARGET_DEV``) over the reference's 200k-step wall time, extrapolated from its measured rate;
+- ``sequence``: ``benchmarks/sequence_speed.py --peer PATH`` (sequence presets vs makemore.py) when
+  that script and the peer exist, else a note;
 - ``sampling``: 10,000 names at once against the reference's one-at-a-time loop;
 - ``fold``: dev-set inference with BatchNorm folded into the Linear against unfolded;
 - ``data``: building the examples of 100k..1M items, time and peak memory, one subprocess per size.
@@ -20,6 +30,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -38,7 +49,9 @@ from charlab.errors import CharlabError
 from charlab.experiments import reference
 from charlab.experiments.reference import LECTURE_STEPS  # the run the fast preset is measured against
 from charlab.inference.evaluate import split_loss
+from charlab.training import compiled
 from charlab.training.hand_backward import UNROLL_STEPS
+from charlab.training.steps import AUTO_COMPILE_MIN_STEPS
 from charlab.inference.fold import fold_batchnorm
 from charlab.models import build_model
 from charlab.report.table import markdown_table
@@ -50,6 +63,10 @@ REFERENCE_SAMPLE_N = 200  # names the one-at-a-time reference samples per repeat
 DATA_SIZES = (100_000, 300_000, 1_000_000)  # items; one subprocess each, so peak memory is per size
 FOLD_REPEATS_INNER = 5  # dev-set passes per timing: one pass is too short to time alone (its time: the fold row)
 SEED = 42
+PROCESS_STEPS = 50_000  # default --steps of the whole-process rows: a quarter of the lecture's run, ~1 min a run
+RATE_STEPS = 4000  # steps per in-process timing (train, presets rows)
+WINDOW_PRESETS = ("mlp", "mlp-bn", "deep-bn", "wavenet")
+MATMUL_REPEATS = 2000  # steps of matrix multiplies timed for the machine's limit
 
 
 def find_reference(path: str | Path | None = None) -> Path:
@@ -87,6 +104,7 @@ def bench_train(ref, ref_data, vocab_size: int, steps: int, repeats: int) -> tup
     start = time.perf_counter()
     train_charlab(2 * UNROLL_STEPS, fast_path="compile")  # compiles (or loads the cache)
     compile_s = time.perf_counter() - start
+    compiled.use_cache_dir()
     paths = ("off", "eager", "compile")
     seconds = {name: [] for name in ("reference", *paths)}
     runs = {}
@@ -105,7 +123,141 @@ def bench_train(ref, ref_data, vocab_size: int, steps: int, repeats: int) -> tup
                                   "dev": runs[path].losses["dev"],
                                   "dev_minus_reference": runs[path].losses["dev"] - ref_dev}
     row["seconds"] = seconds
+    row["matmul_limit_steps_per_s"] = matmul_limit()
     return row, {"model": runs["compile"], "reference": (params, running)}
+
+
+def matmul_limit(batch: int = 32, repeats: int = MATMUL_REPEATS) -> float:
+    """Steps/s of mlp-bn's matrix multiplies alone (forward 2, backward 4, batch 32): the machine's
+    limit for this step, whatever the framework."""
+    g = torch.Generator().manual_seed(SEED)
+    x, w1 = torch.randn(batch, 30, generator=g), torch.randn(200, 30, generator=g)
+    h, w2 = torch.randn(batch, 200, generator=g), torch.randn(27, 200, generator=g)
+    d = torch.randn(batch, 27, generator=g)
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            torch.mm(x, w1.t()), torch.mm(h, w2.t()), torch.mm(d.t(), h), torch.mm(d, w2)
+            torch.mm(h.t(), x), torch.mm(h, w1)
+        times.append(time.perf_counter() - start)
+    return repeats / median(times)
+
+
+def train_command(*flags: str) -> list[str]:
+    return [sys.executable, "-m", "charlab", "train", "--samples", "0", "--json", *flags]
+
+
+def reference_command(path: Path, steps: int) -> list[str]:
+    if Path(path).resolve() == Path(reference.__file__).resolve():
+        return [sys.executable, "-m", "charlab.experiments.reference", "--steps", str(steps), "--samples", "0"]
+    return [sys.executable, str(path), "--steps", str(steps), "--samples", "0"]
+
+
+def last_json(text: str) -> dict:
+    """The JSON document a command printed last (the reference prints progress lines first)."""
+    start = text.rfind("\n{") + 1 if not text.startswith("{") else 0
+    return json.loads(text[start:])
+
+
+def timed_process(cmd: list[str], cache: str | Path | None = None) -> tuple[float, dict, str]:
+    """Wall seconds from start to exit, the JSON it printed, its stderr; ``cache``: the compile cache."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    if cache is not None:
+        env[compiled.CACHE_ENV] = str(cache)
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise CharlabError(f"{' '.join(cmd[:6])}... failed: {done.stderr.strip().splitlines()[-1:]}")
+    return seconds, last_json(done.stdout), done.stderr.strip()
+
+
+def bench_default(ref_path: Path, steps: int, repeats: int) -> dict:
+    """``charlab train --preset mlp-bn`` (the default path) against the reference, whole process,
+    cold and warm compile cache, interleaved; the dev loss against the autograd path's."""
+    base = ["--preset", "mlp-bn", "--steps", str(steps), "--eval-interval", str(steps)]
+    seconds = {"reference": [], "cold": [], "warm": []}
+    devs, notes = {}, set()
+    with tempfile.TemporaryDirectory() as tmp:
+        warm = Path(tmp) / "warm-cache"
+        timed_process(train_command(*base[:2], "--steps", str(2 * UNROLL_STEPS), "--fast-path", "compile",
+                                    "--out", str(Path(tmp) / "prefill")), warm)  # fills the warm cache
+        for n in range(repeats):
+            ref_s, ref_doc, _ = timed_process(reference_command(ref_path, steps))
+            seconds["reference"].append(ref_s)
+            devs["reference"] = ref_doc["dev"]
+            for cache in ("cold", "warm"):
+                folder = Path(tmp) / f"cold-cache-{n}" if cache == "cold" else warm
+                s, doc, err = timed_process(train_command(*base, "--out", str(Path(tmp) / f"{cache}-{n}")), folder)
+                seconds[cache].append(s)
+                devs[cache] = doc["losses"]["dev"]
+                notes.update(line for line in err.splitlines() if "compiling the SGD steps failed" in line)
+        off_s, off_doc, _ = timed_process(train_command(*base, "--fast-path", "off", "--out", str(Path(tmp) / "off")))
+    row = {"steps": steps, "repeats": repeats, "seconds": seconds, "autograd_s": off_s,
+           "dev": {**devs, "autograd": off_doc["losses"]["dev"]}, "notes": sorted(notes),
+           "reference_200k_s_extrapolated": median(seconds["reference"]) * LECTURE_STEPS / steps}
+    for cache in ("cold", "warm"):
+        row[f"x_reference_{cache}"] = median([r / c for r, c in zip(seconds["reference"], seconds[cache])])
+        row[f"dev_minus_autograd_{cache}"] = devs[cache] - off_doc["losses"]["dev"]
+    row["x_autograd_warm"] = off_s / median(seconds["warm"])
+    return row
+
+
+def bench_presets(steps: int, repeats: int) -> dict:
+    """Each window preset in one process: autograd (``--fast-path off``), the eager hand-derived step
+    and the compiled chunks (warm cache; compiled once first), interleaved; steps/s."""
+    compiled.use_cache_dir()
+    rows = {}
+    for preset in WINDOW_PRESETS:
+        start = time.perf_counter()
+        train_charlab(2 * UNROLL_STEPS, preset=preset, fast_path="compile")
+        compile_s = time.perf_counter() - start
+        seconds = {"off": [], "eager": [], "compile": []}
+        devs = {}
+        for _ in range(repeats):
+            for path in seconds:
+                run = train_charlab(steps, preset=preset, fast_path=path)
+                seconds[path].append(run.wall_time_s)
+                devs[path] = run.losses["dev"]
+        rows[preset] = {"steps": steps, "compile_s": compile_s, "seconds": seconds, "dev": devs,
+                        **{f"{path}_steps_per_s": steps / median(t) for path, t in seconds.items()},
+                        **{f"x_off_{path}": median([o / t for o, t in zip(seconds["off"], seconds[path])])
+                           for path in ("eager", "compile")}}
+    return rows
+
+
+def bench_fast_preset_process(ref_200k_s: float, repeats: int) -> dict:
+    """``charlab train --preset fast`` whole process against the reference's 200k-step wall time."""
+    fast_s, devs = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in range(repeats):
+            s, doc, _ = timed_process(train_command("--preset", "fast", "--out", str(Path(tmp) / f"fast-{n}")))
+            fast_s.append(s)
+            devs.append(doc["losses"]["dev"])
+    return {"reference_200k_s_extrapolated": ref_200k_s, "fast_s": median(fast_s), "whole_process": True,
+            "fraction_of_reference": median(fast_s) / ref_200k_s, "fast_dev": median(devs),
+            "target_dev": TARGET_DEV, "seconds": {"fast": fast_s}}
+
+
+def sequence_script() -> Path:
+    """``benchmarks/sequence_speed.py`` of the checkout charlab runs from (absent when installed)."""
+    return Path(__file__).resolve().parents[3] / "benchmarks" / "sequence_speed.py"
+
+
+def bench_sequence(peer: str | None) -> dict:
+    script = sequence_script()
+    if not script.is_file():
+        return {"skipped": f"{script} is not here (an installed charlab has no benchmarks/)"}
+    if not peer or not Path(peer).is_file():
+        return {"skipped": f"no makemore.py at {peer!r}: pass --peer PATH"}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "sequence.json"
+        done = subprocess.run([sys.executable, str(script), "--peer", str(peer), "--json", str(out)],
+                              capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        if done.returncode:
+            return {"skipped": f"sequence_speed.py failed: {done.stderr.strip().splitlines()[-1:]}"}
+        return {"table": done.stdout.strip(), "rows": json.loads(out.read_text())}
 
 
 def bench_fast_preset(ref, ref_data, vocab_size: int, ref_steps: int, repeats: int) -> dict:
@@ -207,18 +359,31 @@ def bench_data(sizes=DATA_SIZES) -> dict:
             "memory_growth": last["peak_build_mb"] / max(first["peak_build_mb"], 1e-9)}
 
 
-def run_all(repeats: int = 3, steps: int = 4000, reference: str | Path | None = None,
-            jobs: tuple[str, ...] = ("train", "fast_preset", "sampling", "fold", "data")) -> dict:
+def run_all(repeats: int = 3, steps: int = PROCESS_STEPS, reference: str | Path | None = None,
+            jobs: tuple[str, ...] = ("default", "train", "presets", "fast_preset", "sequence", "sampling", "fold",
+                                     "data"), rate_steps: int = RATE_STEPS, peer: str | None = None) -> dict:
     """Every row, against the lecture reference (``find_reference``); one thread, as charlab
-    trains by default."""
+    trains by default. ``steps``: the whole-process rows; ``rate_steps``: the in-process ones."""
     torch.set_num_threads(1)
-    ref = load_reference(find_reference(reference))
+    ref_path = find_reference(reference)
+    ref = load_reference(ref_path)
     stoi, itos, ref_data = ref.load_data(SEED)
-    results = {"repeats": repeats, "torch": torch.__version__, "threads": 1}
+    results = {"repeats": repeats, "torch": torch.__version__, "threads": 1, "cpus": compiled.cpus(),
+               "auto_compile_min_steps": AUTO_COMPILE_MIN_STEPS, "unroll": UNROLL_STEPS}
+    if "default" in jobs:
+        results["default"] = bench_default(ref_path, steps, repeats)
     if {"train", "sampling", "fold"} & set(jobs):
-        results["train"], trained = bench_train(ref, ref_data, len(stoi), steps, repeats)
+        results["train"], trained = bench_train(ref, ref_data, len(stoi), rate_steps, repeats)
+    if "presets" in jobs:
+        results["presets"] = bench_presets(rate_steps, repeats)
     if "fast_preset" in jobs:
-        results["fast_preset"] = bench_fast_preset(ref, ref_data, len(stoi), steps, repeats)
+        if "default" in results:
+            results["fast_preset"] = bench_fast_preset_process(results["default"]["reference_200k_s_extrapolated"],
+                                                               repeats)
+        else:
+            results["fast_preset"] = bench_fast_preset(ref, ref_data, len(stoi), rate_steps, repeats)
+    if "sequence" in jobs:
+        results["sequence"] = bench_sequence(peer)
     if "sampling" in jobs:
         results["sampling"] = bench_sampling(ref, trained["reference"], itos, trained["model"], repeats)
     if "fold" in jobs:
@@ -231,24 +396,58 @@ def run_all(repeats: int = 3, steps: int = 4000, reference: str | Path | None = 
 TABLE_HEADER = ("job", "lecture reference", "charlab", "ratio (median)", "check")  # rows: text, units in the cells
 
 
+def _default_rows(d: dict) -> list[list[str]]:
+    ref = median(d["seconds"]["reference"])
+    rows = []
+    for cache, what in (("cold", "cold compile cache (first run on a machine)"), ("warm", "warm compile cache")):
+        rows.append([f"`charlab train --preset mlp-bn --steps {d['steps']}` (default), whole process, {what}",
+                     f"{ref:.1f} s", f"{median(d['seconds'][cache]):.1f} s", f"{d[f'x_reference_{cache}']:.2f}x",
+                     f"dev {d['dev'][cache]:.5f}; autograd {d['dev']['autograd']:.5f} "
+                     f"({d[f'dev_minus_autograd_{cache}']:+.1e}); reference {d['dev']['reference']:.5f}"])
+    rows.append([f"the same with `--fast-path off` (autograd), whole process, one run", f"{ref:.1f} s",
+                 f"{d['autograd_s']:.1f} s", f"{ref / d['autograd_s']:.2f}x",
+                 f"default (warm) {d['x_autograd_warm']:.2f}x faster"])
+    return rows
+
+
 def _train_rows(t: dict) -> list[list[str]]:
     ref = t["reference"]
-    labels = {"off": "autograd (default)", "eager": "hand-derived backward (`--fast-path eager`)",
-              "compile": f"compiled, {UNROLL_STEPS} steps a graph (`--fast-path compile`; "
-                         f"compile {t['compile_s']:.0f} s, not counted)"}
-    return [[f"mlp-bn, batch 32, {t['steps']} steps: {label}", f"{ref['steps_per_s']:.0f} steps/s",
+    labels = {"off": "autograd (`--fast-path off`)", "eager": "hand-derived backward (`--fast-path eager`)",
+              "compile": f"compiled, {UNROLL_STEPS} steps a graph (`--fast-path compile`, warm cache; "
+                         f"cold or warm load {t['compile_s']:.0f} s, not counted here)"}
+    rows = [[f"mlp-bn, batch 32, {t['steps']} steps in one process: {label}", f"{ref['steps_per_s']:.0f} steps/s",
              f"{t[f'charlab_{path}']['steps_per_s']:.0f} steps/s", f"{t[f'charlab_{path}']['x_reference']:.2f}x",
              f"dev {t[f'charlab_{path}']['dev']:.4f} vs {ref['dev']:.4f}"] for path, label in labels.items()]
+    if "matmul_limit_steps_per_s" in t:
+        limit = t["matmul_limit_steps_per_s"]
+        rows.append(["the step's matrix multiplies alone (the machine's limit)", "", f"{limit:.0f} steps/s",
+                     f"compiled at {t['charlab_compile']['steps_per_s'] / limit:.0%} of it", ""])
+    return rows
+
+
+def _preset_rows(p: dict) -> list[list[str]]:
+    rows = []
+    for preset, r in p.items():
+        rows.append([f"`{preset}` in one process, {r['steps']} steps: default vs `--fast-path off`",
+                     f"autograd {r['off_steps_per_s']:.0f} steps/s",
+                     f"eager {r['eager_steps_per_s']:.0f}, compiled {r['compile_steps_per_s']:.0f} steps/s",
+                     f"{r['x_off_eager']:.2f}x eager, {r['x_off_compile']:.2f}x compiled",
+                     f"dev {r['dev']['eager']:.4f} / {r['dev']['compile']:.4f} vs {r['dev']['off']:.4f}"])
+    return rows
 
 
 def table_rows(r: dict) -> list[list[str]]:
-    rows = _train_rows(r["train"]) if "train" in r else []
+    rows = _default_rows(r["default"]) if "default" in r else []
+    rows += _train_rows(r["train"]) if "train" in r else []
+    rows += _preset_rows(r["presets"]) if "presets" in r else []
     if "fast_preset" in r:
         f = r["fast_preset"]
-        rows.append([f"`fast` preset to dev <= {f['target_dev']} (whole `charlab.train`)",
-                     f"{f['reference_200k_s_extrapolated']:.0f} s for 200k steps (extrapolated from "
-                     f"{f['reference_measured_steps']})", f"{f['fast_s']:.1f} s",
-                     f"{f['fraction_of_reference']:.3f} of the time", f"dev {f['fast_dev']:.4f}"])
+        whole = "whole process" if f.get("whole_process") else "whole `charlab.train`"
+        measured = (f"from {r['default']['steps']} steps" if "default" in r
+                    else f"from {f.get('reference_measured_steps')} steps")
+        rows.append([f"`fast` preset to dev <= {f['target_dev']} ({whole})",
+                     f"{f['reference_200k_s_extrapolated']:.0f} s for 200k steps (extrapolated {measured})",
+                     f"{f['fast_s']:.1f} s", f"{f['fraction_of_reference']:.3f} of the time", f"dev {f['fast_dev']:.4f}"])
     if "sampling" in r:
         s = r["sampling"]
         rows.append([f"sampling {s['charlab_n']:,} names", f"{s['reference_names_per_s']:.0f} names/s (one at a time)",
@@ -267,8 +466,14 @@ def table_rows(r: dict) -> list[list[str]]:
 
 def format_table(results: dict) -> str:
     lines = [markdown_table(TABLE_HEADER, table_rows(results))]
+    for note in results.get("default", {}).get("notes", []):
+        lines.append(f"\nnote: {note}")
     if "data" in results:
         d = results["data"]
         lines.append(f"\ndata {d['item_growth']:.0f}x the items: build time x{d['time_growth']:.1f}, "
                      f"peak memory x{d['memory_growth']:.1f} (linear: ~x{d['item_growth']:.0f})")
+    if "sequence" in results:
+        seq = results["sequence"]
+        lines.append(f"\nsequence models vs makemore.py: {seq['skipped']}" if "skipped" in seq
+                     else f"\nsequence models vs makemore.py (benchmarks/sequence_speed.py):\n{seq['table']}")
     return "\n".join(lines)

@@ -37,3 +37,10 @@ VERDICTS = "verdicts.json"  # written by `charlab diagnose`
 FIGURES_DIR = "figures"
 TENSORBOARD_DIR = "tensorboard"
 REPORT = "report.html"
+
+# Inside a checkpoint (a safetensors file; written by training/checkpoint.py, read there and by store.py)
+CHECKPOINT_FORMAT_VERSION = 1
+CHECKPOINT_VERSION_KEY = "format_version"  # metadata: CHECKPOINT_FORMAT_VERSION as a string
+CHECKPOINT_STATE_KEY = "state"  # metadata: JSON with train_state (step, best_step, evals), schedule, optimizer
+CHECKPOINT_MODEL_PREFIX = "model."  # tensors: the weights and buffers at the checkpoint's step
+CHECKPOINT_BEST_PREFIX = "best."  # tensors: the best-dev weights so far

@@ -15,13 +15,9 @@ from charlab.errors import CharlabError
 from charlab.rundir.integrity import DIGEST_KEY, check_digest, read_head, refuse_pickle, tensor_digest
 from charlab.models import build_model
 from charlab.rundir.atomic import atomic_save_tensors, atomic_write_json
-from charlab.rundir.layout import (BEST_CHECKPOINT, CHECKPOINT_DIR, CONFIG, FORMAT_VERSION, LAST_CHECKPOINT,
-                                   META_FILES, METRICS, REQUIRED, SPLITS_FILE, VOCAB, WEIGHTS)
-
-# What rundir reads of a checkpoint (written by training/checkpoint.py; the file format is shared):
-CHECKPOINT_BEST_PREFIX = "best."  # tensors: the best-dev weights so far
-CHECKPOINT_MODEL_PREFIX = "model."  # tensors: the weights at the checkpoint's step
-CHECKPOINT_STATE_KEY = "state"  # metadata: JSON with train_state.step, .best_step and .evals
+from charlab.rundir.layout import (BEST_CHECKPOINT, CHECKPOINT_BEST_PREFIX, CHECKPOINT_DIR, CHECKPOINT_MODEL_PREFIX,
+                                   CHECKPOINT_STATE_KEY, CONFIG, FORMAT_VERSION, LAST_CHECKPOINT, META_FILES, METRICS,
+                                   REQUIRED, SPLITS_FILE, VOCAB, WEIGHTS)
 
 def create_run_dir(out: str | Path, overwrite: bool = False) -> Path:
     """Make ``out``; refuse one that already holds files unless ``overwrite`` (nothing is lost)."""

@@ -1,8 +1,10 @@
 """training: the loop and what runs around it.
 
 - ``loop.py``: ``Trainer``, the loop itself: advance, record losses, evaluate, keep the best weights;
-- ``steps.py``: how a step is taken (autograd, hand-derived, compiled chunk, count fit), chosen once;
-- ``hand_backward.py``: the MLP's hand-derived backward pass and SGD steps (the math of the fast paths);
+- ``steps.py``: how a step is taken (autograd, hand-derived, compiled chunks, count fit), chosen once
+  (``--fast-path auto`` picks the fastest that applies);
+- ``hand_backward.py``: the window models' hand-derived backward pass and SGD steps (the fast paths' math);
+- ``compiled.py``: compiling those SGD steps (on-disk cache, background ``compile_worker.py``, fallback);
 - ``optim.py``: the optimizers (plain SGD in one foreach kernel, AdamW);
 - ``lr_schedule.py``: the learning rate of each step;
 - ``events.py``: the ``Observer`` events and the read-only ``TrainView`` observers get;

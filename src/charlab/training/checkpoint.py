@@ -28,14 +28,13 @@ from safetensors.torch import save as serialize
 from charlab.errors import CharlabError
 from charlab.rundir import METRICS, atomic_write_bytes, read_metrics
 from charlab.rundir.integrity import DIGEST_KEY, check_digest, read_head, refuse_pickle, tensor_digest
-from charlab.rundir.layout import BEST_CHECKPOINT as BEST, CHECKPOINT_DIR, LAST_CHECKPOINT as LAST
+from charlab.rundir.layout import (BEST_CHECKPOINT as BEST, CHECKPOINT_BEST_PREFIX, CHECKPOINT_DIR,
+                                   CHECKPOINT_FORMAT_VERSION, CHECKPOINT_MODEL_PREFIX, CHECKPOINT_STATE_KEY as STATE_KEY,
+                                   CHECKPOINT_VERSION_KEY as VERSION_KEY, LAST_CHECKPOINT as LAST)
 from charlab.training.events import Observer, TrainView
 from charlab.training.nonfinite import all_finite
 from charlab.training.state import restore
 
-CHECKPOINT_FORMAT_VERSION = 1
-STATE_KEY = "state"
-VERSION_KEY = "format_version"
 
 
 def checkpoint_path(run: str | Path, which: str = LAST) -> Path:
@@ -44,8 +43,8 @@ def checkpoint_path(run: str | Path, which: str = LAST) -> Path:
 
 def encode(sd: dict) -> bytes:
     """A ``state.capture`` snapshot -> safetensors bytes (tensors + JSON metadata)."""
-    tensors = {f"model.{k}": v for k, v in sd["model"].items()}
-    tensors.update({f"best.{k}": v for k, v in sd["best_weights"].items()})
+    tensors = {f"{CHECKPOINT_MODEL_PREFIX}{k}": v for k, v in sd["model"].items()}
+    tensors.update({f"{CHECKPOINT_BEST_PREFIX}{k}": v for k, v in sd["best_weights"].items()})
     tensors["batch_rng"], tensors["torch_rng"] = sd["batch_rng"], sd["torch_rng"]
     if sd.get("cuda_rng") is not None:
         tensors["cuda_rng"] = sd["cuda_rng"]
@@ -85,7 +84,7 @@ def decode(tensors: dict[str, torch.Tensor], doc: dict) -> dict:
                   for g in doc["optimizer"]["param_groups"]]
         optimizer = {"state": state, "param_groups": groups}
     train_state = {**doc["train_state"], "losses": tensors["losses"].tolist()}
-    return {"model": prefixed("model."), "best_weights": prefixed("best."), "optimizer": optimizer,
+    return {"model": prefixed(CHECKPOINT_MODEL_PREFIX), "best_weights": prefixed(CHECKPOINT_BEST_PREFIX), "optimizer": optimizer,
             "schedule": doc["schedule"], "batch_rng": tensors["batch_rng"], "torch_rng": tensors["torch_rng"],
             "cuda_rng": tensors.get("cuda_rng"), "train_state": train_state,
             "model_rng": [v for _, v in sorted(prefixed("model_rng.").items(), key=lambda kv: int(kv[0]))]}
