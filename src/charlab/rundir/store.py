@@ -79,8 +79,10 @@ def check_run_dir(run: str | Path, required: tuple[str, ...] = REQUIRED) -> Path
     return run
 
 
-def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """Tensors and metadata of a safetensors file, its checksum verified; pickles refused, never unpickled."""
+def read_safetensors(path: Path, remedy: str = "the weights are corrupted or truncated: re-create the run"
+                     ) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and metadata of a safetensors file, its checksum verified; pickles refused, never unpickled.
+    A file that cannot be read is a one-line error ending with ``remedy``."""
     refuse_pickle(path, read_head(path))
     try:
         with safe_open(str(path), framework="pt") as fh:
@@ -88,7 +90,7 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CharlabError(f"{path} is not a readable safetensors file ({str(err).splitlines()[0][:80]}); "
-                           "the weights are corrupted or truncated: re-create the run") from None
+                           f"{remedy}") from None
     check_digest(path, tensors, metadata)
     return tensors, metadata
 

@@ -22,12 +22,12 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as serialize
 
 from charlab.errors import CharlabError
 from charlab.rundir import METRICS, atomic_write_bytes, read_metrics
-from charlab.rundir.integrity import DIGEST_KEY, check_digest, read_head, refuse_pickle, tensor_digest
+from charlab.rundir.store import read_safetensors
+from charlab.rundir.integrity import DIGEST_KEY, tensor_digest
 from charlab.rundir.layout import (BEST_CHECKPOINT as BEST, CHECKPOINT_BEST_PREFIX, CHECKPOINT_DIR,
                                    CHECKPOINT_FORMAT_VERSION, CHECKPOINT_MODEL_PREFIX, CHECKPOINT_STATE_KEY as STATE_KEY,
                                    CHECKPOINT_VERSION_KEY as VERSION_KEY, LAST_CHECKPOINT as LAST)
@@ -96,19 +96,11 @@ def load_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise CharlabError(f"no checkpoint at {path}; only runs trained by this charlab can be resumed, "
                            "and only once their first evaluation has been saved")
-    refuse_pickle(path, read_head(path))
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise CharlabError(f"{path} is not a readable safetensors file ({str(err).splitlines()[0][:80]}); "
-                           "it is truncated or corrupted: resume from best.safetensors or re-create the run"
-                           ) from None
+    tensors, meta = read_safetensors(path, "it is truncated or corrupted: resume from best.safetensors or "
+                                           "re-create the run")
     if meta.get(VERSION_KEY) != str(CHECKPOINT_FORMAT_VERSION):
         raise CharlabError(f"{path} has checkpoint format version {meta.get(VERSION_KEY)!r}, this charlab "
                            f"reads version {CHECKPOINT_FORMAT_VERSION}; resume it with the charlab that wrote it")
-    check_digest(path, tensors, meta)
     try:
         return decode(tensors, json.loads(meta[STATE_KEY]))
     except (KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError):
