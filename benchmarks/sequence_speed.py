@@ -8,9 +8,13 @@ the median step (forward + backward + AdamW step), and ratios are taken between 
   ``RNN('rnn')``, ``RNN('gru')``, ``BoW`` and ``Transformer`` built with its ``ModelConfig``, loaded from
   ``--peer PATH`` by file path (never imported as a package; skipped with a note when absent), against
   charlab's ``rnn``, ``gru``, ``lstm``, ``bow``, ``transformer`` at the same sizes, on the reference path
-  (the hand-written cells and attention) and the fast path (the default, ``charlab/nn/fast.py``). Each is
-  fed makemore's full-width batches (every row padded to 16 positions, as makemore trains) and, for
-  charlab, also the batches its trainer draws (cut after the longest item, ``Examples.rows``).
+  (the hand-written cells and attention) and the fast path (the default, ``charlab/nn/fast.py``). Widths:
+  makemore always runs its full-width batches (every row padded to 16 positions, as makemore trains);
+  charlab runs the same batches at full width and, the figure that compares the training steps, cut after
+  the batch's longest item + 1 (``Examples.rows``, what charlab's trainer feeds; ~10.7 positions on
+  average for batches of 32 names). Same names, same draws, same model sizes, AdamW on both sides
+  (makemore's ``torch.optim.AdamW`` as it builds it; charlab's ``training.optim.make_optimizer``, i.e.
+  ``FusedAdamW``), no gradient clipping on either side (makemore has none).
 - **presets** (``--presets``): each sequence preset's own step (its sizes, batch, optimizer, gradient
   clipping and thread count), reference against fast, in steps/s.
 - **best** (``--best-steps N``): ``charlab train --preset best --steps N`` as a whole process on each path
@@ -181,7 +185,9 @@ def makemore_table(args, examples, vocab) -> list[dict]:
 
 
 def print_makemore_table(rows: list[dict]) -> None:
-    print("\nmedian ms per step at makemore's sizes, batch 32, one thread (ratio = makemore / charlab):")
+    print("\nmedian ms per step (forward + backward + AdamW) at makemore's sizes, batch 32, one thread "
+          "(ratio = makemore / charlab). makemore: full width, 16 positions. charlab: full width (16) and cut "
+          "(the longest item + 1, as charlab trains):")
     fused = any("fast cut fused" in r for r in rows)
     print("| model | makemore | charlab reference | charlab fast | fast vs makemore | fast vs reference "
           "| reference, cut batches | fast, cut batches | fast cut vs makemore |"
@@ -263,7 +269,8 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--no-makemore-table", action="store_true")
     parser.add_argument("--fused-adamw", action="store_true",
-                        help="also time charlab's fast path with torch's fused CPU AdamW (not the trainer's default)")
+                        help="also time charlab's fast path with torch's own AdamW(fused=True) (the trainer's "
+                             "FusedAdamW runs the same kernel with less Python around it)")
     parser.add_argument("--presets", action="store_true", help="also time the sequence presets' own steps")
     parser.add_argument("--preset-names", nargs="+", default=list(SEQUENCE_PRESETS))
     parser.add_argument("--best-steps", type=int, default=0, help="also run `charlab train --preset best` this long")

@@ -160,3 +160,34 @@ def test_float32_training_steps_stay_together(name):
             seen.append(float(loss.detach()))
         losses[path] = seen
     assert losses["fast"] == pytest.approx(losses["reference"], rel=1e-4)
+
+
+@pytest.mark.parametrize("name", ["bow", "transformer"])
+def test_backward_without_the_ignored_rows_equals_the_reference(name, monkeypatch):
+    """The loss alone leaves the padded positions' logits without gradient: the hand-written backwards
+    then work on the other rows only (``fast.live_rows``); the gradients are the reference's."""
+    from charlab.nn import bow_fast, transformer_fast
+    from charlab.nn.fast import live_rows
+    compacted = []
+
+    def spy(grad):
+        rows = live_rows(grad)
+        compacted.append(rows is not None)
+        return rows
+
+    monkeypatch.setattr(bow_fast, "live_rows", spy)
+    monkeypatch.setattr(transformer_fast, "live_rows", spy)
+    model = make(name, dropout=0.0)
+    idx, targets = batch(t=9, b=5)
+    targets[1, 2:] = -1
+    targets[3, 6:] = -1
+    grads = {}
+    for path in ("fast", "reference"):
+        set_sequence_path(model, path)
+        model.zero_grad(set_to_none=True)
+        _, loss = model(idx, targets)
+        loss.backward()
+        grads[path] = {n: p.grad.clone() for n, p in model.named_parameters()}
+    assert compacted == [True]
+    for n in grads["reference"]:
+        torch.testing.assert_close(grads["fast"][n], grads["reference"][n], **EXACT, msg=n)

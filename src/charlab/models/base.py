@@ -71,9 +71,28 @@ class WindowModel(CharModel):
 
 
 class SequenceModel(CharModel):
-    """Reads the whole item so far, starting with one boundary token, up to ``block_size`` positions."""
+    """Reads the whole item so far, starting with one boundary token, up to ``block_size`` positions.
+
+    A model with a fast path (``nn/fast.py``) may compute its logits time-major, (T, B, V), where that
+    saves copies: ``time_major_logits`` returns them (None on the reference path), ``logits`` returns
+    their (B, T, V) view and ``forward`` takes the cross-entropy on the time-major rows, with the
+    targets transposed to match (the same mean over the same non-ignored targets)."""
 
     example_kind = "sequence"
+
+    def time_major_logits(self, idx: torch.Tensor) -> torch.Tensor | None:
+        """Logits (T, B, V) from the fast path, or None where this model computes (B, T, V) directly."""
+        return None
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        logits_tbv = self.time_major_logits(idx)  # (T, B, V) or None
+        if logits_tbv is None:
+            return super().forward(idx, targets)
+        logits = logits_tbv.transpose(0, 1)  # (B, T, V) view
+        if targets is None:
+            return logits, None
+        loss = F.cross_entropy(logits_tbv.flatten(0, 1), targets.t().flatten(), ignore_index=IGNORE_INDEX)
+        return logits, loss
 
     def next_token_logits(self, context: torch.Tensor) -> torch.Tensor:
         start = torch.full((context.shape[0], 1), BOUNDARY_ID, dtype=context.dtype,

@@ -14,7 +14,7 @@ from charlab.nn.init import apply_init
 from charlab.nn.layers import Embedding, Linear, Tanh
 from charlab.models.base import SequenceModel
 from charlab.models.registry import register
-from charlab.nn.attention_fast import linear
+from charlab.nn.bow_fast import BoWTrunk
 from charlab.nn.fast import default_path, use_fast
 
 
@@ -30,11 +30,6 @@ class CausalBoW(nn.Module):
         t = x.shape[1]
         return self.weights[:t, :t] @ x  # (T, T) @ (B, T, C) -> (B, T, C)
 
-    def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
-        """The same average as a running sum: cumsum over positions / (t + 1). (B, T, C)"""
-        t = x.shape[1]
-        return x.cumsum(1) * self.weights[:t, :1]  # (B, T, C) * (T, 1); weights[t, 0] = 1/(t+1)
-
 
 class BoW(SequenceModel):
     def __init__(self, vocab_size: int, block_size: int, n_embd: int, n_hidden: int):
@@ -45,16 +40,24 @@ class BoW(SequenceModel):
         self.fc = Linear(n_embd, n_hidden)
         self.act = Tanh()
         self.proj = Linear(n_hidden, n_embd)
-        self.sequence_path = default_path()  # "fast": running-sum average, fused kernels (nn/fast.py)
+        self.sequence_path = default_path()  # "fast": the trunk as one operation (nn/bow_fast.py)
         self.lm_head = Linear(n_embd, vocab_size)
 
+    def time_major_logits(self, idx: torch.Tensor) -> torch.Tensor | None:
+        """The fast path: the whole trunk as one operation, time-major (``nn/bow_fast.py``). (T, B, V)"""
+        if not use_fast(self):
+            return None
+        t = idx.shape[1]
+        return BoWTrunk.apply(idx.t().contiguous(), self.cbow.weights[:t, :t], self.wte.weight,
+                              self.wpe.weight, self.fc.weight, self.fc.bias, self.proj.weight, self.proj.bias,
+                              self.lm_head.weight, self.lm_head.bias)
+
     def logits(self, idx: torch.Tensor) -> torch.Tensor:
+        fast = self.time_major_logits(idx)  # (T, B, V) or None
+        if fast is not None:
+            return fast.transpose(0, 1)  # (B, T, V)
         t = idx.shape[1]
         x = self.wte(idx) + self.wpe(torch.arange(t, device=idx.device))  # (B, T, C)
-        if use_fast(self):
-            x = x + self.cbow.forward_fast(x)  # (B, T, C)
-            x = x + linear(self.proj, torch.tanh(linear(self.fc, x)))  # (B, T, C)
-            return linear(self.lm_head, x)  # (B, T, V)
         x = x + self.cbow(x)  # (B, T, C)
         x = x + self.proj(self.act(self.fc(x)))  # (B, T, C)
         return self.lm_head(x)  # (B, T, V)

@@ -12,6 +12,7 @@ drops channels of ``h_{t-1}`` where it feeds the gates, with one mask per sequen
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from charlab.nn.init import apply_init
 from charlab.nn.layers import Embedding, Linear
@@ -37,23 +38,42 @@ class RecurrentLM(SequenceModel):
         self.sequence_path = default_path()  # "fast": the whole sequence at once (nn/fast.py)
         self.lm_head = Linear(n_hidden, vocab_size)
 
-    def logits(self, idx: torch.Tensor) -> torch.Tensor:
-        batch, t = idx.shape
-        fast = use_fast(self)
-        dropped_in = self.drop_in.training and self.drop_in.p > 0
-        emb = self.drop_in(self.wte(idx)) if dropped_in or not fast else None  # (B, T, E)
-        state = self.cell.initial_state(batch)
-        mask = None
+    def time_major_logits(self, idx: torch.Tensor) -> torch.Tensor | None:
+        """The fast path (``nn/recurrent_fast.py``): the cell over all positions at once, time-major, and the
+        output Linear over the (T*B, H) rows as they come out of it. (T, B, V); None on the reference path."""
+        if not use_fast(self):
+            return None
+        batch = idx.shape[0]
+        emb = None
+        if self.drop_in.training and self.drop_in.p > 0:  # dropped inputs: embed, then the same draws
+            emb = self.drop_in(self.wte(idx))  # (B, T, E)
+        mask = self.recurrent_mask(batch, idx.device)
+        hidden = run_sequence(self.cell, emb, mask, idx=idx, table=self.wte.weight)  # (T, B, H)
+        if self.drop_out.training and self.drop_out.p > 0:  # the mask drawn (B, T, H), as the reference draws it
+            keep = dropout_mask(self.drop_out.p, (batch, *hidden.shape[::2]), self.generator, idx.device)
+            hidden = hidden * keep.transpose(0, 1)  # (T, B, H)
+        return F.linear(hidden, self.lm_head.weight, self.lm_head.bias)  # (T, B, V)
+
+    def recurrent_mask(self, batch: int, device) -> torch.Tensor | None:
+        """The recurrent-dropout mask on h_{t-1}, one per sequence for all its steps: (B, H), or None."""
         if self.training and self.recurrent_dropout > 0:
-            mask = dropout_mask(self.recurrent_dropout, state[0].shape, self.generator, idx.device)  # (B, H)
-        if fast:  # the same math as the loop below, all positions' input shares at once (nn/recurrent_fast.py)
-            hidden = run_sequence(self.cell, emb, mask, idx=idx, table=self.wte.weight).transpose(0, 1)  # (B, T, H)
-        else:
-            hiddens = []
-            for i in range(t):
-                state = self.cell(emb[:, i, :], state, mask)  # h: (B, H)
-                hiddens.append(state[0])
-            hidden = torch.stack(hiddens, dim=1)  # (B, T, H)
+            hidden = self.lm_head.in_features  # the cell's state width
+            return dropout_mask(self.recurrent_dropout, (batch, hidden), self.generator, device)
+        return None
+
+    def logits(self, idx: torch.Tensor) -> torch.Tensor:
+        fast = self.time_major_logits(idx)  # (T, B, V) or None
+        if fast is not None:
+            return fast.transpose(0, 1)  # (B, T, V)
+        batch, t = idx.shape
+        emb = self.drop_in(self.wte(idx))  # (B, T, E)
+        state = self.cell.initial_state(batch)
+        mask = self.recurrent_mask(batch, idx.device)
+        hiddens = []
+        for i in range(t):
+            state = self.cell(emb[:, i, :], state, mask)  # h: (B, H)
+            hiddens.append(state[0])
+        hidden = torch.stack(hiddens, dim=1)  # (B, T, H)
         return self.lm_head(self.drop_out(hidden))  # (B, T, V)
 
     @property

@@ -22,6 +22,7 @@ from charlab.nn.attention import CausalSelfAttention
 from charlab.nn.dropout import Dropout, dropout_generator
 from charlab.nn import attention_fast as fast
 from charlab.nn.fast import default_path, use_fast
+from charlab.nn.transformer_fast import TransformerTrunk, trunk_parameters
 
 MLP_EXPANSION = 4  # GPT's feed-forward width, 4 x n_embd
 
@@ -62,10 +63,18 @@ class Transformer(SequenceModel):
         self.sequence_path = default_path()  # "fast": fused kernels, the same math (nn/fast.py)
         self.lm_head = Linear(n_embd, vocab_size)
 
+    def dropout_drawn(self) -> bool:
+        """Whether a forward now draws dropout masks (training with p > 0 somewhere)."""
+        return self.training and any(m.p > 0 for m in self.modules() if isinstance(m, Dropout))
+
     def logits(self, idx: torch.Tensor) -> torch.Tensor:
+        fast_path = use_fast(self)
+        if fast_path and not self.dropout_drawn() and len({ln.eps for ln in self.modules() if isinstance(ln, LayerNorm)}) == 1:
+            # the whole trunk as one operation with its backward written out (nn/transformer_fast.py)
+            return TransformerTrunk.apply(idx, self.blocks[0].attn.n_head, self.ln_f.eps, *trunk_parameters(self))
         t = idx.shape[1]
         x = self.wte(idx) + self.wpe(torch.arange(t, device=idx.device))  # (B, T, C)
-        if use_fast(self):
+        if fast_path:  # with dropout: fused kernels, charlab's dropout masks in the reference's order
             x = self.drop(x)  # (B, T, C)
             for block in self.blocks:
                 x = block.forward_fast(x)  # (B, T, C)

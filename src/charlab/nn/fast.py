@@ -1,8 +1,9 @@
 """Which path a sequence model computes with: the fast variants (the default) or the hand-written reference.
 
 The hand-written cells, attention and bag of words are the lesson and the reference; the fast variants
-(``recurrent_fast.py``, ``attention_fast.py``) compute the same math from the same parameters (no new
-parameter, so state dicts and checkpoints are unchanged) with fewer, larger operations. The tests check
+(``recurrent_fast.py``; ``bow_fast.py`` and ``transformer_fast.py``, each model's whole trunk as one
+operation with its backward written out; ``attention_fast.py``) compute the same math from the same
+parameters (no new parameter, so state dicts and checkpoints are unchanged) with fewer, larger operations. The tests check
 fast == reference in float64, forward and gradients, with the same dropout draws.
 
 A model takes the reference path when
@@ -19,10 +20,13 @@ from __future__ import annotations
 import os
 import sys
 
+import torch
+
 from torch import nn
 from torch.nn.modules import module as _module
 
 ENV = "CHARLAB_SEQUENCE_PATH"
+COMPACT_BELOW = 0.9  # hand-written backwards leave out rows without gradient when fewer than this share has one
 PATHS = ("fast", "reference")
 
 
@@ -56,3 +60,19 @@ def use_fast(module: nn.Module, bypassed: nn.Module | None = None) -> bool:
     """Whether ``module`` (which carries ``sequence_path``) may run its fast variant: asked for, and no
     hook on the modules the fast variant bypasses (``bypassed``, default ``module`` itself)."""
     return module.sequence_path == "fast" and not hooked(module if bypassed is None else bypassed)
+
+
+def live_rows(grad: torch.Tensor) -> torch.Tensor | None:
+    """The rows of ``grad`` (N, V) that are not all zero, when few enough to pay for working on them alone
+    (``COMPACT_BELOW`` of all); else None.
+
+    The loss ignores the padded positions after each item's end, so their logits get exactly zero
+    gradient, and (causal attention: a padded position is attended only by later padded ones) so does
+    every row-wise activation at those positions, block after block. Leaving those rows out of the
+    backward's matmuls, LayerNorm and GELU is the same sum without its zero terms; with cut batches of
+    names about a third of the rows are padding (``transformer_fast``, ``bow_fast``)."""
+    live = grad.ne(0).any(1)  # (N,)
+    count = int(live.sum())
+    if count >= COMPACT_BELOW * grad.shape[0]:
+        return None
+    return live.nonzero().squeeze(1)  # (N',)
