@@ -1,6 +1,7 @@
 """Print the speed table and write benchmarks/results/speed.json (the same as `charlab bench`).
 
-    nice -n 10 python benchmarks/run.py            # ~5 minutes on a 2-core machine
+    nice -n 10 python benchmarks/run.py --steps 200000 --peer ../shared/peers/makemore.py  # the README table
+    python benchmarks/run.py                       # half the lecture's steps, ~20 minutes on 2 cores
     python benchmarks/run.py --only sampling fold  # some rows
 """
 

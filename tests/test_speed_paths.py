@@ -36,7 +36,7 @@ from charlab.diagnostics.recorder import Recorder
 from charlab.diagnostics.sampling import SampleSchedule
 from charlab.training.events import Observer
 from charlab.training.loop import Trainer
-from charlab.training.steps import AutogradStep, HandDerivedStep, choose_step
+from charlab.training.steps import AutogradStep, HandDerivedStep
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSS_ATOL = 1e-6  # a few float32 ulps at a loss of ~3: the recorded losses are float32
@@ -232,11 +232,11 @@ def test_background_compile_switches_to_the_compiled_chunks(names, monkeypatch, 
     overrides = {"n_hidden": 16, "eval_interval": 20}
     run = trainer(names, 20, fast_path="auto", **overrides)
     chunks = Chunks()
-    run.observers = (WaitForWorker(run, 5), chunks)
+    run.observers = (WaitForWorker(run, 7), chunks)
     losses = torch.tensor(run.fit().losses)
     assert capsys.readouterr().err == ""
-    assert chunks.spans[:6] == [(s, s + 1) for s in range(6)]  # eager while the worker compiles
-    assert chunks.spans[6:] == [(s, s + 2) for s in range(6, 20, 2)]  # then compiled chunks of 2
+    assert chunks.spans[0] == (0, 8)  # eager steps (chunks of EAGER_CHUNKS * 2) while the worker compiles
+    assert chunks.spans[1:] == [(s, s + 2) for s in range(8, 20, 2)]  # then compiled chunks of 2
     assert list(tmp_path.glob("charlab-sgd-steps-*.done"))  # the next run compiles at once, from the cache
     assert_same_run(fit(names, 20, fast_path="eager", **overrides), (losses, run.model))
 

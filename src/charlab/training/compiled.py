@@ -8,8 +8,9 @@ C++); loading it from the on-disk cache takes a few. ``Compiler`` gives the stra
 - ``background=True`` (``--fast-path auto``): a worker subprocess (``python -m
   charlab.training.compile_worker``) compiles the very graph (same shapes, dtypes, structure and thread
   count, so the same cache key) while the trainer takes eager hand-derived steps on this core; when
-  the worker exits, this process compiles from the warm cache (a few seconds) and switches. The
-  worker is stopped when training ends, and stops itself if this process dies. Once the graph has
+  the worker exits, this process compiles from the warm cache (a few seconds) and switches. A
+  worker still compiling when training ends is left to finish (at a low priority): a cold compile
+  can take longer than a whole run, and the cache it fills makes the next run fast. Once the graph has
   been compiled into a cache folder, a marker there (named by a hash of the shapes, the source of
   ``hand_backward.py`` and the torch version) says so, and the next run compiles in this process at
   once, from the warm cache, instead of waiting for a worker.
@@ -101,7 +102,7 @@ class Compiler:
             self.compiled = compile_steps()  # compiles at its first call (``run``), from the cache when warm
             return
         self.log = tempfile.TemporaryFile()
-        env = dict(os.environ, CHARLAB_COMPILE_PARENT=str(os.getpid()))
+        env = dict(os.environ, TORCHINDUCTOR_COMPILE_THREADS="1")  # leave the trainer its core; not in the cache key
         try:
             self.worker = subprocess.Popen([sys.executable, "-m", "charlab.training.compile_worker"],
                                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.log, env=env)
@@ -150,8 +151,5 @@ class Compiler:
         return self.hand.chunk(self.compiled, x, y, lrs)
 
     def end(self) -> None:
-        """Stop a worker that is still compiling (training is over)."""
-        if self.worker is not None and self.worker.poll() is None:
-            self.worker.kill()
-            self.worker.wait()
+        """Training is over: a worker still compiling is left to finish filling the cache."""
         self.worker = None

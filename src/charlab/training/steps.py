@@ -35,14 +35,15 @@ from charlab.training.compiled import Compiler, cpus
 from charlab.training.events import Observer, watches
 
 NO_POINT_FOR = ("on_step_start", "on_after_backward")  # events the hand-derived steps cannot emit truly
-# ``--fast-path auto`` compiles (in the background) only runs of at least this many steps. A cold
-# compile takes ~30-90 s on a 2-core machine, i.e. ~75k-200k eager steps, so a shorter run would
-# mostly pay for a worker on the other core and not switch; from a warm cache the worker and the
-# in-process load take ~5-10 s and pay back after ~20k compiled steps (``SWITCH_MIN_REMAINING``).
-AUTO_COMPILE_MIN_STEPS = 50_000
+# ``--fast-path auto`` compiles only runs of at least this many steps: from a warm cache the
+# in-process load (~4 s) is repaid after ~77k steps (N/5,800 = 4 + N/8,300: eager and compiled steps/s,
+# one thread, 2-core machine), so 100k with a margin. A cold compile (~30-90 s) runs in a background
+# worker, which mostly outlasts such a run and is left to finish: the next run is fast.
+AUTO_COMPILE_MIN_STEPS = 100_000
 # Switch to the compiled chunk only with this many steps left: loading the graph in this process
-# takes ~3-5 s, and each compiled step saves ~0.2 ms over an eager one (~2,500 vs ~5,000 steps/s).
-SWITCH_MIN_REMAINING = 20_000
+# takes ~4 s, and each compiled step saves ~0.05 ms over an eager one (above): ~77k steps to repay.
+SWITCH_MIN_REMAINING = 80_000
+EAGER_CHUNKS = 4  # with a compiler, eager SGD steps run 4 * unroll at a time: fewer batch draws and events
 
 
 class Step:
@@ -153,28 +154,49 @@ class HandDerivedStep(Step):
         return loss
 
     def advance(self, trainer, start: int, stop: int) -> torch.Tensor:
-        if self.compiler is not None and self.compiler.ready(start, trainer.cfg.steps) is not None:
-            losses = self.compiled_chunk(trainer, start, stop)
-            if losses is not None:
-                return losses
+        compiled = self.compiler is not None and self.compiler.ready(start, trainer.cfg.steps) is not None
+        unroll = self.hand.unroll
+        if compiled:
+            every = unroll
+        else:  # eager chunks where compiled ones come (observers already see chunks there), else single steps
+            every = EAGER_CHUNKS * unroll if self.compiler is not None else 1
+        k = self.span(start, stop, every)
+        if compiled and k == unroll:
+            return self.compiled_chunk(trainer, start, k)
+        if k > 1 and self.whole_sgd:
+            return self.eager_chunk(trainer, start, k)
         x, y = trainer.train_examples.rows(trainer.sampler.draw())  # (B, T), (B,)
         return self.take_step(trainer, start, x, y, trainer.emit).reshape(1)  # (1,)
 
-    def compiled_chunk(self, trainer, start: int, stop: int) -> torch.Tensor | None:
-        """``unroll`` SGD steps in one compiled graph when a whole chunk fits before ``stop`` and no step
-        in it needs autograd; chunks end at multiples of ``unroll``. One ``randint`` of k*B draws
-        exactly the k batches of B the plain loop draws. None: take a single step instead."""
-        b, examples, k = trainer.cfg.batch_size, trainer.train_examples, self.hand.unroll
-        if start % k or stop - start < k or any(self.needs_autograd(s) for s in range(start, start + k)):
-            return None
+    def span(self, start: int, stop: int, every: int) -> int:
+        """Steps from ``start`` to the next multiple of ``every`` or ``stop``, whichever comes first, and
+        before the first step that needs autograd (0 if ``start`` does). Chunks end at multiples of
+        ``unroll``, so a compiled chunk can start wherever the last one ended."""
+        end = min((start // every + 1) * every, stop)
+        for s in range(start, end):
+            if self.needs_autograd(s):
+                return s - start
+        return end - start
+
+    def draw_chunk(self, trainer, start: int, k: int):
+        """The batches of steps ``start..start+k-1``: one ``randint`` of k*B draws exactly the k batches of B
+        the plain loop draws; their learning rates."""
+        b, examples = trainer.cfg.batch_size, trainer.train_examples
         ix = torch.randint(0, len(examples), (k * b,), generator=trainer.generator)  # (k*B,)
-        x = examples.x[ix].view(k, b, -1)  # (k, B, T)
-        y = examples.y[ix].view(k, b)  # (k, B)
-        lrs = torch.tensor([trainer.schedule.lr(s) for s in range(start, start + k)])  # (k,)
-        losses = self.compiler.run(x, y, lrs)
-        if losses is None:  # the compile failed (said once on stderr): redo these steps eagerly
-            return torch.stack([self.take_step(trainer, s, x[i], y[i], trainer.emit)
-                                for i, s in enumerate(range(start, start + k))])
+        return examples.x[ix].view(k, b, -1), examples.y[ix].view(k, b), [trainer.schedule.lr(s) for s in
+                                                                            range(start, start + k)]
+
+    def eager_chunk(self, trainer, start: int, k: int) -> torch.Tensor:
+        """``k`` whole SGD steps, one loop iteration of the trainer (fewer draws and events)."""
+        x, y, lrs = self.draw_chunk(trainer, start, k)  # (k, B, T), (k, B)
+        return torch.stack([self.hand.sgd(x[i], y[i], lr) for i, lr in enumerate(lrs)])  # (k,)
+
+    def compiled_chunk(self, trainer, start: int, k: int) -> torch.Tensor:
+        """``unroll`` SGD steps in one compiled graph (chunks start at multiples of ``unroll``)."""
+        x, y, lrs = self.draw_chunk(trainer, start, k)  # (k, B, T), (k, B)
+        losses = self.compiler.run(x, y, torch.tensor(lrs))
+        if losses is None:  # the compile failed (said once on stderr): these steps eagerly
+            return torch.stack([self.hand.sgd(x[i], y[i], lr) for i, lr in enumerate(lrs)])
         return losses  # (k,)
 
 

@@ -22,8 +22,8 @@ DEFAULT_REPEATS = 3  # interleaved repeats per row; the table quotes medians
 def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="interleaved repeats per row")
     parser.add_argument("--steps", type=int, default=PROCESS_STEPS,
-                        help=f"steps of the whole-process runs (default {PROCESS_STEPS:,}, a quarter of the lecture's "
-                             "200,000: at a quarter a cold compile cache rarely finishes compiling before the end)")
+                        help=f"steps of the whole-process runs (default {PROCESS_STEPS:,}, half the lecture's 200,000; "
+                             "the default path compiles from 100,000)")
     parser.add_argument("--rate-steps", type=int, default=RATE_STEPS, help="steps per in-process timing")
     parser.add_argument("--peer", metavar="PATH", help="makemore.py, for the sequence row (skipped with a note without)")
     parser.add_argument("--only", nargs="+", choices=JOBS, default=list(JOBS), metavar="JOB",
