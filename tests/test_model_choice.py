@@ -77,7 +77,6 @@ def test_preset_and_model_keep_the_preset_training_and_the_model_sizes(tmp_path,
 @pytest.mark.parametrize("flags, says", [
     (["--model", "transformer", "--n-embd", "10"], "--n-head 4 comes from preset transformer"),
     (["--preset", "best", "--model", "mlp"], "--length-buckets 16 comes from preset best"),
-    (["--preset", "fast", "--model", "lstm"], "--fast-path eager comes from preset fast"),
 ])
 def test_an_error_about_a_setting_not_typed_says_where_it_came_from(flags, says, tmp_path, capsys):
     assert main(["train", *flags, "--steps", "1", "--out", str(tmp_path / "run"), "--samples", "0"]) == 2
