@@ -188,7 +188,10 @@ class HandDerivedStep(Step):
 
     def eager_chunk(self, trainer, start: int, k: int) -> torch.Tensor:
         """``k`` whole SGD steps, one loop iteration of the trainer (fewer draws and events)."""
-        x, y, lrs = self.draw_chunk(trainer, start, k)  # (k, B, T), (k, B)
+        return self.eager_steps(*self.draw_chunk(trainer, start, k))
+
+    def eager_steps(self, x: torch.Tensor, y: torch.Tensor, lrs: list[float]) -> torch.Tensor:
+        """Hand-derived SGD steps on the batches ``x`` (k, B, T), ``y`` (k, B); their losses (k,)."""
         return torch.stack([self.hand.sgd(x[i], y[i], lr) for i, lr in enumerate(lrs)])  # (k,)
 
     def compiled_chunk(self, trainer, start: int, k: int) -> torch.Tensor:
@@ -196,7 +199,7 @@ class HandDerivedStep(Step):
         x, y, lrs = self.draw_chunk(trainer, start, k)  # (k, B, T), (k, B)
         losses = self.compiler.run(x, y, torch.tensor(lrs))
         if losses is None:  # the compile failed (said once on stderr): these steps eagerly
-            return torch.stack([self.hand.sgd(x[i], y[i], lr) for i, lr in enumerate(lrs)])
+            return self.eager_steps(x, y, lrs)
         return losses  # (k,)
 
 
