@@ -13,6 +13,7 @@ from charlab.config import TrainConfig
 from charlab.data import SPLITS, Vocab, build_examples
 from charlab.data.splits import split_items
 from charlab.inference.evaluate import split_loss
+from charlab.training.optim import FusedAdamW
 from charlab.models import build_model
 from charlab.rundir import load_run, read_metrics
 from charlab.training.lr_schedule import Schedule
@@ -149,7 +150,7 @@ def test_adamw_trains(names):
     result, _ = short_run(steps=200, optimizer="adamw", lr=0.01, weight_decay=0.01, n_samples=0)
     assert result.losses["train"] < LEARNED_LOSS
     optimizer = small_trainer(names, optimizer="adamw", lr=0.01, weight_decay=0.01).optimizer
-    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.param_groups[0]["weight_decay"] == 0.01
+    assert isinstance(optimizer, FusedAdamW) and optimizer.param_groups[0]["weight_decay"] == 0.01
 
 
 @pytest.mark.slow

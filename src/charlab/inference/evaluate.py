@@ -9,7 +9,10 @@ import torch.nn.functional as F
 
 from charlab.data import IGNORE_INDEX, Examples
 
-EVAL_CHUNK = 65_536  # rows per forward pass: bounds memory on large splits, big enough to be fast
+# rows per forward pass: bounds memory on large splits; at 4,096 rows each intermediate (rows x width
+# floats, ~5 MB at width 300) is reused by the allocator, while 65,536-row chunks spent half their time
+# faulting in fresh 80 MB tensors (names' train split: 0.49 s against 1.06 s, one thread, same loss)
+EVAL_CHUNK = 4_096
 
 
 @contextmanager

@@ -3,8 +3,9 @@
 ``PlainSGD`` is ``p -= lr * p.grad`` for every parameter with a gradient, in one foreach kernel:
 what ``torch.optim.SGD(foreach=True)`` computes without momentum, minus its per-step bookkeeping
 (momentum buffers, nesterov, maximize, weight decay), which costs about as much as a whole step of
-the lecture's small MLP. It is a ``torch.optim.Optimizer``, so the loop calls ``step()`` on either
-and checkpoints keep either's ``state_dict`` (PlainSGD keeps no per-parameter state).
+the lecture's small MLP. Both derive from ``optimizer_base.Optimizer`` (torch's parameter groups and ``state_dict``
+format, without ``torch.optim.Optimizer``'s import of the compiler on first use), so the loop calls
+``step()`` on either and checkpoints keep either's ``state_dict`` (PlainSGD keeps no per-parameter state).
 
 ``FusedAdamW`` is ``torch.optim.AdamW(fused=True)`` (one fused kernel for every parameter's update,
 ~40-60 us instead of ~200 us for foreach on the CPU at the sequence presets' sizes) whose ``step()``
@@ -24,9 +25,13 @@ from __future__ import annotations
 import torch
 
 from charlab.config import TrainConfig
+from charlab.training.optimizer_base import Optimizer
+
+ADAMW_FLAGS = {"amsgrad": False, "maximize": False, "foreach": None, "capturable": False, "differentiable": False,
+               "fused": True, "decoupled_weight_decay": True}  # torch's AdamW(fused=True) group keys, same values
 
 
-class PlainSGD(torch.optim.Optimizer):
+class PlainSGD(Optimizer):
     """SGD without momentum or weight decay; the learning rate is each group's ``lr``."""
 
     def __init__(self, params, lr: float):
@@ -40,11 +45,11 @@ class PlainSGD(torch.optim.Optimizer):
                 torch._foreach_add_(live, [p.grad for p in live], alpha=-group["lr"])
 
 
-class FusedAdamW(torch.optim.AdamW):
+class FusedAdamW(Optimizer):
     """torch's fused AdamW with a lean ``step`` (no closure, no AMP grad scaling, no amsgrad)."""
 
     def __init__(self, params, lr: float, weight_decay: float, betas=(0.9, 0.999), eps: float = 1e-8):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, fused=True)
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, **ADAMW_FLAGS})
         self._clocks: dict = {}  # (group, device, dtype) -> (params, step buffer (n,)) packed together
 
     @torch.no_grad()
@@ -106,7 +111,7 @@ def fused_adamw_supported(params) -> bool:
     return all(p.is_floating_point() and p.device.type in devices for p in params)
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer | None:
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> Optimizer | torch.optim.Optimizer | None:
     """The optimizer ``cfg.optimizer`` names over the trainable parameters; None for a model with
     none (fit by counting)."""
     params = [p for p in model.parameters() if p.requires_grad]
