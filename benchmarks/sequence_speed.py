@@ -2,21 +2,33 @@
 
 One invocation, one thread each (``--threads``), the same names and the same batches of 32, steps
 interleaved (every round runs each contender for ``--steps`` steps, in a rotating order); the figure is
-the median step (forward + backward + AdamW step), and ratios are taken between medians of this run.
+the median step, and ratios are taken between medians of this run. Each side's step is its own code
+from a batch in hand to updated weights:
+
+- makemore: the body of its training loop, ``model(X, Y)``, ``model.zero_grad(set_to_none=True)``,
+  ``loss.backward()``, ``optimizer.step()`` (its ``torch.optim.AdamW`` as it builds it, no clipping);
+- charlab: the trainer's step, ``Trainer.stepper.take_step`` (``training/steps.py``, ``AutogradStep`` for
+  the sequence models): the learning rate of the step, every gradient reset, forward and loss,
+  ``backward()``, clipping when the configuration has it, ``optimizer.step()`` (``FusedAdamW``).
+
+The batch fetch is left out on both sides: makemore's own "step time" counts its DataLoader's
+``next()`` (~0.45 ms a batch of 32 in-process, ``-n 0``; its default 4 workers prefetch in other
+processes), charlab's in-process draw (``BatchSampler.draw`` + ``Examples.rows``) costs ~20 us. ``--clock
+cpu`` times each step in the CPU time of its thread (with one thread, what it costs; on a shared machine,
+without the time other processes take the core).
 
 - **makemore sizes** (its defaults: n_embd 64, n_embd2 64, 4 layers of 4 heads, batch 32): makemore's
   ``RNN('rnn')``, ``RNN('gru')``, ``BoW`` and ``Transformer`` built with its ``ModelConfig``, loaded from
   ``--peer PATH`` by file path (never imported as a package; skipped with a note when absent), against
-  charlab's ``rnn``, ``gru``, ``lstm``, ``bow``, ``transformer`` at the same sizes, on the reference path
+  charlab's ``rnn``, ``gru``, ``lstm``, ``bow``, ``transformer`` at the same sizes and with makemore's
+  training settings (AdamW, lr 5e-4, weight decay 0.01, constant rate, no clipping), on the reference path
   (the hand-written cells and attention) and the fast path (the default, ``charlab/nn/fast.py``). Widths:
   makemore always runs its full-width batches (every row padded to 16 positions, as makemore trains);
   charlab runs the same batches at full width and, the figure that compares the training steps, cut after
   the batch's longest item + 1 (``Examples.rows``, what charlab's trainer feeds; ~10.7 positions on
-  average for batches of 32 names). Same names, same draws, same model sizes, AdamW on both sides
-  (makemore's ``torch.optim.AdamW`` as it builds it; charlab's ``training.optim.make_optimizer``, i.e.
-  ``FusedAdamW``), no gradient clipping on either side (makemore has none).
-- **presets** (``--presets``): each sequence preset's own step (its sizes, batch, optimizer, gradient
-  clipping and thread count), reference against fast, in steps/s.
+  average for batches of 32 names). Same names, same draws, same model sizes.
+- **presets** (``--presets``): each sequence preset's own step (its sizes, batch, optimizer, schedule,
+  gradient clipping and thread count), reference against fast, in steps/s.
 - **best** (``--best-steps N``): ``charlab train --preset best --steps N`` as a whole process on each path
   (``CHARLAB_SEQUENCE_PATH``), wall time and the per-step estimate.
 
@@ -73,55 +85,71 @@ def makemore_model(mm, kind: str, vocab_size: int, block_size: int):
         return mm.RNN(config, cell_type=kind)
 
 
-def makemore_optimizer(model):
-    return torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01, betas=(0.9, 0.99), eps=1e-8)
+def makemore_step(model):
+    """makemore's training step: the body of its loop from ``model(X, Y)`` to ``optimizer.step()``."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=0.01, betas=(0.9, 0.99), eps=1e-8)
+    model.train()
+
+    def step(x, y):
+        _, loss = model(x, y)
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
 
 
-def charlab_optimizer(model, lr: float, weight_decay: float, fused: bool = False):
-    """AdamW as charlab's trainer builds it (``training.loop.make_optimizer``), or the fused CPU kernel."""
+def charlab_step(model, examples, cfg: TrainConfig, fused: bool = False):
+    """charlab's training step: the trainer's own (``Trainer.stepper.take_step``, as ``charlab train``
+    calls it every step), on a given batch; ``fused``: with torch's ``AdamW(fused=True)`` instead."""
+    from charlab.training.loop import Trainer
+    trainer = Trainer(model, examples, examples, cfg)
     if fused:
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
-    try:
-        from charlab.training.loop import make_optimizer
-        return make_optimizer(model, TrainConfig(optimizer="adamw", lr=lr, weight_decay=weight_decay))
-    except ImportError:  # the trainer's module moved: the settings it used when this was written
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
+        trainer.optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    model.train()
+    count = iter(range(1 << 62))
+
+    def step(x, y):
+        trainer.stepper.take_step(trainer, next(count), x, y, trainer.emit)
+
+    return step
 
 
-def charlab_at_makemore_sizes(kind: str, vocab_size: int, block_size: int, path: str, fused: bool = False):
+def makemore_training(threads: int) -> TrainConfig:
+    """makemore's training settings: AdamW at 5e-4 with weight decay 0.01, no schedule, no clipping."""
+    return TrainConfig(optimizer="adamw", lr=5e-4, weight_decay=0.01, schedule="constant", grad_clip=0.0,
+                       batch_size=32, threads=threads)
+
+
+def charlab_at_makemore_sizes(kind: str, vocab_size: int, block_size: int, path: str, examples, threads: int,
+                              fused: bool = False):
     cfg = ModelConfig(model=kind, block_size=block_size, n_embd=64, n_hidden=64, n_head=4, n_layers=4,
                       init="kaiming", gain=1.0, vocab_size=vocab_size)
-    model = build_model(cfg, torch.Generator().manual_seed(0))
-    return set_sequence_path(model, path), charlab_optimizer(model, 5e-4, 0.01, fused)
+    model = set_sequence_path(build_model(cfg, torch.Generator().manual_seed(0)), path)
+    return charlab_step(model, examples, makemore_training(threads), fused)
+
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}  # cpu: this thread's CPU time (one thread a step)
 
 
 class Contender:
-    """One model + optimizer + batch layout; ``run(n)`` times n steps, one perf_counter pair each."""
+    """One training step and batch layout; ``run(n)`` times n steps, one clock pair each (``CLOCKS``)."""
 
-    def __init__(self, name, model, optimizer, batches, cut: bool, clip: float = 0.0, threads: int = 1):
-        self.name, self.model, self.optimizer = name, model, optimizer
-        self.batches, self.cut, self.clip, self.threads = batches, cut, clip, threads
+    def __init__(self, name, step, batches, cut: bool, threads: int = 1, clock: str = "wall"):
+        self.name, self.step, self.clock = name, step, CLOCKS[clock]
+        self.batches, self.cut, self.threads = batches, cut, threads
         self.times: list[float] = []
         self.next = 0
-        model.train()
-
-    def step(self, x, y):
-        _, loss = self.model(x, y)
-        self.model.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip, foreach=True)
-        self.optimizer.step()
 
     def run(self, n: int, record: bool = True) -> None:
         torch.set_num_threads(self.threads)
         for _ in range(n):
             x, y = self.batches(self.next, self.cut)
             self.next += 1
-            t0 = time.perf_counter()
+            t0 = self.clock()
             self.step(x, y)
             if record:
-                self.times.append(time.perf_counter() - t0)
+                self.times.append(self.clock() - t0)
 
     @property
     def median_ms(self) -> float:
@@ -167,16 +195,17 @@ def makemore_table(args, examples, vocab) -> list[dict]:
         if mm is not None and kind in MAKEMORE_TYPES:
             torch.manual_seed(0)
             model = makemore_model(mm, MAKEMORE_TYPES[kind], vocab.size, block)
-            contenders.append(Contender("makemore", model, makemore_optimizer(model), batches, cut=False,
-                                        threads=args.threads))
+            contenders.append(Contender("makemore", makemore_step(model), batches, cut=False, threads=args.threads,
+                                        clock=args.clock))
         for path in ("reference", "fast"):
             for cut in (False, True):
-                model, opt = charlab_at_makemore_sizes(kind, vocab.size, block, path)
-                contenders.append(Contender(f"{path}{' cut' if cut else ''}", model, opt, batches, cut=cut,
-                                            threads=args.threads))
+                step = charlab_at_makemore_sizes(kind, vocab.size, block, path, examples, args.threads)
+                contenders.append(Contender(f"{path}{' cut' if cut else ''}", step, batches, cut=cut,
+                                            threads=args.threads, clock=args.clock))
         if args.fused_adamw:
-            model, opt = charlab_at_makemore_sizes(kind, vocab.size, block, "fast", fused=True)
-            contenders.append(Contender("fast cut fused", model, opt, batches, cut=True, threads=args.threads))
+            step = charlab_at_makemore_sizes(kind, vocab.size, block, "fast", examples, args.threads, fused=True)
+            contenders.append(Contender("fast cut fused", step, batches, cut=True, threads=args.threads,
+                                        clock=args.clock))
         interleave(contenders, args.rounds, args.steps, args.warmup)
         row = {"model": kind, **{c.name: c.median_ms for c in contenders}}
         rows.append(row)
@@ -185,7 +214,8 @@ def makemore_table(args, examples, vocab) -> list[dict]:
 
 
 def print_makemore_table(rows: list[dict]) -> None:
-    print("\nmedian ms per step (forward + backward + AdamW) at makemore's sizes, batch 32, one thread "
+    print("\nmedian ms per training step (each side's own: forward, loss, backward, AdamW) at makemore's sizes, "
+          "batch 32, one thread "
           "(ratio = makemore / charlab). makemore: full width, 16 positions. charlab: full width (16) and cut "
           "(the longest item + 1, as charlab trains):")
     fused = any("fast cut fused" in r for r in rows)
@@ -220,8 +250,7 @@ def presets_table(args, items) -> list[dict]:
         contenders = []
         for path in ("reference", "fast"):
             model = set_sequence_path(build_model(model_cfg, torch.Generator().manual_seed(0)), path)
-            opt = charlab_optimizer(model, train_cfg.lr, train_cfg.weight_decay)
-            contenders.append(Contender(path, model, opt, batches, cut=True, clip=train_cfg.grad_clip,
+            contenders.append(Contender(path, charlab_step(model, examples, train_cfg), batches, cut=True,
                                         threads=train_cfg.threads))
         rounds = max(args.rounds // (4 if preset == "best" else 1), 3)
         interleave(contenders, rounds, args.steps, args.warmup)
@@ -264,6 +293,9 @@ def main(argv=None) -> int:
     parser.add_argument("--peer", default=str(DEFAULT_PEER), help="path to makemore.py (skipped when absent)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
+                        help="wall: elapsed time; cpu: the step's thread CPU time (one thread: the same on a quiet "
+                             "machine, and not counting the time other processes hold the core on a shared one)")
     parser.add_argument("--steps", type=int, default=5, help="steps per contender per round")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=10)

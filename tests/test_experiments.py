@@ -138,3 +138,26 @@ def test_experiment_command(names, tmp_path, capsys):
     a_file.write_text("x")
     assert main(["experiment", "gain", "--out", str(a_file)]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_one_seed_is_the_plain_experiment(names, tmp_path, capsys):
+    """--seeds 1 trains in this process, as without it: the same rows, no comparisons, no seeds folder."""
+    plain, seeded = tmp_path / "plain", tmp_path / "seeded"
+    assert main(["experiment", "zero-init", "--steps", "20", "--data", names, "--out", str(plain), "--json"]) == 0
+    before = json.loads(capsys.readouterr().out)
+    assert main(["experiment", "zero-init", "--steps", "20", "--data", names, "--out", str(seeded), "--json",
+                 "--seeds", "1"]) == 0
+    after = json.loads(capsys.readouterr().out)
+    assert after["rows"] == before["rows"] and after["findings"] == before["findings"]
+    assert "comparisons" not in after and not (seeded / "seeds").exists()
+    assert [c["key"] for c in after["columns"]] == ["param", "ever_gradient", "max_abs_grad", "moved"]
+
+
+def test_seed_flags_are_checked_before_training(tmp_path, capsys):
+    out = tmp_path / "never"
+    for args, message in ((["--seeds", "2", "--split-seed", "1"], "--split-seed is for one seed"),
+                          (["--seeds", "x"], "--seeds takes a count"),
+                          (["--seeds", "2", "--workers", "0"], "--workers must be at least 1")):
+        assert main(["experiment", "zero-init", "--out", str(out), *args]) == 2
+        assert message in capsys.readouterr().err
+    assert not out.exists()

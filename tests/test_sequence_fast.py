@@ -163,31 +163,85 @@ def test_float32_training_steps_stay_together(name):
 
 
 @pytest.mark.parametrize("name", ["bow", "transformer"])
-def test_backward_without_the_ignored_rows_equals_the_reference(name, monkeypatch):
-    """The loss alone leaves the padded positions' logits without gradient: the hand-written backwards
-    then work on the other rows only (``fast.live_rows``); the gradients are the reference's."""
-    from charlab.nn import bow_fast, transformer_fast
-    from charlab.nn.fast import live_rows
-    compacted = []
+@pytest.mark.parametrize("padding", ["trailing", "inside"])
+def test_the_loss_alone_equals_the_reference(name, padding, monkeypatch):
+    """The training step's backward: the loss alone, taken inside the trunk. The transformer keeps its rows
+    with a target first (``trunk_loss.TargetRows``): padding after each item's end gets no gradient and
+    its backward leaves it out (``kept``: ``live`` rounded up, the extra rows padding); an ignored position
+    before a target (``inside``, which
+    ``build_sequences`` never makes) is read by that target through the attention, so every row is kept.
+    The loss and the gradients are the reference's either way."""
+    from charlab.nn import trunk_loss
+    seen = []
 
-    def spy(grad):
-        rows = live_rows(grad)
-        compacted.append(rows is not None)
-        return rows
+    class Spy(trunk_loss.TargetRows):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append((self.live, self.kept, self.order.shape[0]))
 
-    monkeypatch.setattr(bow_fast, "live_rows", spy)
-    monkeypatch.setattr(transformer_fast, "live_rows", spy)
+    monkeypatch.setattr("charlab.nn.transformer_fast.TargetRows", Spy)
     model = make(name, dropout=0.0)
     idx, targets = batch(t=9, b=5)
     targets[1, 2:] = -1
     targets[3, 6:] = -1
-    grads = {}
+    if padding == "inside":
+        targets[2, 3] = -1
+    grads, losses = {}, {}
     for path in ("fast", "reference"):
         set_sequence_path(model, path)
         model.zero_grad(set_to_none=True)
         _, loss = model(idx, targets)
-        loss.backward()
-        grads[path] = {n: p.grad.clone() for n, p in model.named_parameters()}
-    assert compacted == [True]
+        (loss * 0.7).backward()
+        grads[path], losses[path] = {n: p.grad.clone() for n, p in model.named_parameters()}, loss.detach()
+    if name == "transformer":
+        live, kept, rows = seen[0]
+        assert live == int((targets != -1).sum()) < 32 and rows == targets.numel() == 45
+        assert kept == (rows if padding == "inside" else 32)  # live rounded up to transformer_fast.ROW_QUANTUM
+    torch.testing.assert_close(losses["fast"], losses["reference"], **EXACT)
     for n in grads["reference"]:
         torch.testing.assert_close(grads["fast"][n], grads["reference"][n], **EXACT, msg=n)
+
+
+@pytest.mark.parametrize("name", ["bow", "transformer"])
+def test_the_loss_without_any_target_is_nan_on_both_paths(name):
+    model = make(name, dropout=0.0)
+    idx, targets = batch(t=4, b=2)
+    targets[:] = -1
+    for path in ("fast", "reference"):
+        _, loss = set_sequence_path(model, path)(idx, targets)
+        assert torch.isnan(loss)
+
+
+def test_onednn_linear_is_torch_linear(monkeypatch):
+    """``onednn.linear`` (the trunks' forward Linears): oneDNN's kernel for float32 on the CPU, the same product
+    to float32 rounding; exactly ``F.linear`` in float64 and with oneDNN disabled."""
+    import torch.nn.functional as F
+    from charlab.nn.onednn import linear, onednn_applies
+    gen = torch.Generator().manual_seed(0)
+    x, w, b = (torch.randn(*shape, generator=gen) for shape in ((40, 24), (36, 24), (36,)))
+    torch.testing.assert_close(linear(x, w, b), F.linear(x, w, b), rtol=1e-5, atol=1e-5)
+    assert torch.equal(linear(x.double(), w.double(), b.double()), F.linear(x.double(), w.double(), b.double()))
+    monkeypatch.setattr(torch._C, "_get_mkldnn_enabled", lambda: False)  # torch.backends.mkldnn.enabled = False
+    assert not onednn_applies(x)
+    assert torch.equal(linear(x, w, b), F.linear(x, w, b))
+
+
+@pytest.mark.parametrize("name", ["bow", "transformer"])
+def test_float32_fast_equals_reference_to_float32_rounding(name):
+    """The paths in float32, as training runs them (the transformer's Linears on oneDNN where it applies):
+    the logits, the loss and every gradient agree to float32 rounding."""
+    model = make(name, dropout=0.0).float()
+    idx, targets = batch(t=9, b=5)
+    targets[1, 2:] = -1
+    results = {}
+    for path in ("fast", "reference"):
+        set_sequence_path(model, path)
+        model.zero_grad(set_to_none=True)
+        logits, loss = model(idx, targets)
+        loss.backward()
+        results[path] = (logits.detach(), loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()})
+    fast, ref = results["fast"], results["reference"]
+    torch.testing.assert_close(fast[0], ref[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast[1], ref[1], rtol=1e-4, atol=1e-5)
+    for n in ref[2]:
+        torch.testing.assert_close(fast[2][n], ref[2][n], rtol=1e-3, atol=1e-5, msg=n)

@@ -22,7 +22,7 @@ from charlab.data import batches
 from charlab.training import checkpoint, devices, distributed
 from charlab.training.events import Observer
 from charlab import rundir
-from charlab.config import ModelConfig, TrainConfig, starting_config, validate
+from charlab.config import ModelConfig, TrainConfig, split_seed_of, starting_config, validate
 from charlab.data import SPLITS, Vocab, build_examples, read_items
 from charlab.errors import CharlabError
 from charlab.inference.evaluate import split_loss
@@ -169,7 +169,7 @@ def train_configured(model_cfg: ModelConfig, train_cfg: TrainConfig, sources: di
                      observers, progress: bool, n_samples: int, overwrite: bool, extra_meta: dict | None,
                      diagnose: bool, sinks: Sequence[Sink] = ()) -> TrainedRun:
     """``train`` once the settings are resolved (``sources``: the settings the caller did not give)."""
-    vocab, splits = prepare_data(data, train_cfg.seed, train_cfg.split)
+    vocab, splits = prepare_data(data, split_seed_of(train_cfg), train_cfg.split)
     model_cfg.vocab_size = vocab.size
     if "block_size" in sources and example_kind(model_cfg) == "sequence":
         model_cfg.block_size = data_block_size(splits)  # a window model keeps its preset's context

@@ -83,6 +83,9 @@ class TrainConfig:
         "help": "extra checkpoints every this many steps; 0: checkpoints only at each evaluation, at the end "
                 "and on SIGINT/SIGTERM (always written then)"})
     seed: int = field(default=DEFAULT_SEED, metadata={"help": "one seed for split, init, batches"})
+    split_seed: int | None = field(default=None, metadata={
+        "type": int, "help": "seed of the train/dev/test split alone (default: --seed), so that runs over "
+                             "several --seed values share one split (charlab sweep, experiment --seeds)"})
     threads: int = field(default=1, metadata={
         "help": "torch CPU threads; 1 is fastest for the lecture's small matrices"})
     fast_path: str = field(default="auto", metadata={
@@ -103,6 +106,11 @@ class TrainConfig:
 
 
 SECTIONS = {"model": ModelConfig, "train": TrainConfig}
+
+
+def split_seed_of(train: TrainConfig) -> int:
+    """The seed that shuffles the items into train/dev/test: ``split_seed``, or ``seed`` when unset."""
+    return train.seed if train.split_seed is None else train.split_seed
 
 
 def presets_dir():
@@ -193,6 +201,8 @@ def validate(model: ModelConfig, train: TrainConfig) -> None:
     if model.norm == "batchnorm" and train.batch_size < 2:
         raise CharlabError(f"--batch-size must be at least 2 with BatchNorm (it normalises over the batch), "
                            f"got {train.batch_size}; or pass --norm none")
+    if train.split_seed is not None and (isinstance(train.split_seed, bool) or not isinstance(train.split_seed, int)):
+        raise CharlabError(f"--split-seed must be an integer, got {train.split_seed!r}")
     if train.length_buckets < 0:
         raise CharlabError(f"--length-buckets must be 0 (off) or positive, got {train.length_buckets}")
     if model.members < 1:

@@ -8,7 +8,7 @@ import json
 import math
 import sys
 
-from charlab.config import ModelConfig, TrainConfig
+from charlab.config import DEFAULT_SEED, ModelConfig, TrainConfig
 from charlab.rundir import Run, load_run
 
 
@@ -20,7 +20,8 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             meta = f.metadata or {}
             if meta.get("help") is None:
                 continue
-            group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=type(f.default), default=None,
+            kind = meta.get("type", type(f.default))  # a setting whose default is None names its type
+            group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=kind, default=None,
                                choices=meta.get("choices"), metavar=None if meta.get("choices") else f.name.upper(),
                                help=f"{meta['help']} (default: preset's; built-in {f.default!r})")
 
@@ -69,3 +70,32 @@ def with_weights(doc, loaded: Run):
     if isinstance(doc, dict):
         return {**doc, "weights": loaded.weights}
     return [{**row, "weights": loaded.weights} if isinstance(row, dict) else row for row in doc]
+
+
+def add_seed_flags(parser: argparse.ArgumentParser) -> None:
+    """--seed, --seeds and --vary-split: the seeds a comparison trains with and the split they share."""
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED,
+                        help="the seed (with --seeds, the first one and the seed of the shared split)")
+    parser.add_argument("--seeds", metavar="N|S1,S2,...", default=None,
+                        help="train every variant with N seeds (--seed, --seed+1, ...) or with the seeds listed, "
+                             "all on one split; tables show mean ± std and a 95 %% Student-t interval, and "
+                             "adjacent variants are compared paired by seed")
+    parser.add_argument("--vary-split", action="store_true",
+                        help="with --seeds: let each seed shuffle its own train/dev/test split too "
+                             "(default: every seed trains on --seed's split)")
+
+
+def add_executor_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    """--workers, --executor and --address: where the parallel runs go."""
+    from charlab.experiments.executors import EXECUTORS, default_workers  # only the commands that run in parallel
+
+    group = parser.add_argument_group("parallel runs")
+    group.add_argument("--workers", type=int, default=None, metavar="N",
+                       help=f"{what} at once, each a process with one thread "
+                            f"(default: the cores, {default_workers()} here)")
+    group.add_argument("--executor", choices=EXECUTORS, default="local",
+                       help="local: worker processes on this machine; dask: the workers of a Dask cluster "
+                            "(pip install 'charlab[dask]'; every worker must have charlab installed and see "
+                            "--out and --data at the same paths as this machine)")
+    group.add_argument("--address", metavar="tcp://HOST:PORT", default=None,
+                       help="the Dask scheduler's address (--executor dask)")

@@ -4,16 +4,19 @@ finished run is checked without its model.
 
 Verdict statuses: ``pass`` (cause and fix are None), ``warn``, ``fail``. Per-layer quantities are
 averaged over the last ``LATEST`` sampled steps, so a verdict describes the network as it is now;
-the loss at init reads the step-0 record, update:data the median over all sampled steps.
+the loss at init reads the step-0 record, update:data the median over all sampled steps. The rules of
+sequence models (gradient through time, gates, attention, residual stream) are in
+``health_sequence.py`` and run after these; the verdict and the records' view in ``verdict.py``.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import asdict, dataclass
 
-LATEST = 5  # sampled steps averaged for "as it is now": smooths one batch's noise
+from charlab.diagnostics.health_sequence import SEQUENCE_RULES
+from charlab.diagnostics.verdict import LATEST, Records, Verdict, graded  # noqa: F401  (re-exported)
+
 INIT_LOSS_WARN, INIT_LOSS_FAIL = 1.25, 2.0  # x -ln(1/V): lecture's naive init starts at 27 against 3.30
 SATURATION_WARN, SATURATION_FAIL = 0.10, 0.25  # lecture: ~5% saturated tanh units is healthy
 MIN_DEPTH = 3  # layer-over-layer trends need at least 3 bounded layers
@@ -27,66 +30,6 @@ BN_GAP_WARN, BN_GAP_FAIL = 0.1, 0.3  # |running mean - full-set mean| in full-se
 MODE_GAP_WARN, MODE_GAP_FAIL = 0.05, 0.2  # eval-mode minus train-mode loss on the same batch, nats
 
 
-@dataclass
-class Verdict:
-    rule: str
-    status: str
-    layer: str | None
-    value: float | None
-    threshold: float | None
-    cause: str | None
-    fix: str | None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def graded(rule: str, layer, value: float, warn: float, fail: float, cause: str, fix: str,
-           higher_is_worse: bool = True) -> Verdict:
-    """pass / warn / fail by comparing ``value`` with two thresholds; the threshold shown is the one crossed
-    (the warn one on a pass)."""
-    worse = (lambda t: value > t) if higher_is_worse else (lambda t: value < t)
-    if worse(fail):
-        return Verdict(rule, "fail", layer, value, fail, cause, fix)
-    if worse(warn):
-        return Verdict(rule, "warn", layer, value, warn, cause, fix)
-    return Verdict(rule, "pass", layer, value, warn, None, None)
-
-
-class Records:
-    """Indexed view of a list of records: meta, step records, the init record, the probe record."""
-
-    def __init__(self, records: list[dict]):
-        self.meta = next((r for r in records if r["kind"] == "meta"), {})
-        self.steps = [r for r in records if r["kind"] == "step"]
-        self.init = next((r for r in records if r["kind"] == "init"), None)
-        self.probe = next((r for r in reversed(records) if r["kind"] == "probe"), None)
-        self.info = {layer["name"]: layer for layer in self.meta.get("layers", [])}
-
-    def latest(self) -> list[dict]:
-        return self.steps[-LATEST:]
-
-    def layer_mean(self, name: str, getter) -> float | None:
-        values = [getter(e) for r in self.latest() for e in r["layers"] if e["name"] == name]
-        values = [v for v in values if v is not None]
-        return sum(values) / len(values) if values else None
-
-    def layer_order(self) -> list[str]:
-        """Layer names in the order they ran (from the last step), else as declared."""
-        return [e["name"] for e in self.steps[-1]["layers"]] if self.steps else list(self.info)
-
-    def bounded(self) -> list[str]:
-        return [n for n in self.layer_order() if self.info.get(n, {}).get("bounded")]
-
-    def weights_2d(self) -> list[str]:
-        """2-D parameters (weight matrices and embeddings) in the order their layers ran."""
-        if not self.steps:
-            return []
-        names = [p["name"] for p in self.steps[-1]["params"] if len(p["shape"]) == 2]
-        order = {n: i for i, n in enumerate(self.layer_order())}
-        return sorted(names, key=lambda p: order.get(p.rsplit(".", 1)[0], len(order)))
-
-
 def rule_loss_at_init(r: Records) -> list[Verdict]:
     if r.init is None:
         return []
@@ -98,13 +41,16 @@ def rule_loss_at_init(r: Records) -> list[Verdict]:
 
 
 def rule_saturation(r: Records) -> list[Verdict]:
+    """Tanh layers outside recurrent cells (inside them: ``health_sequence.rule_cell_saturation``)."""
+    cells = set(r.cell_layers())
     return [graded("saturation", name, r.layer_mean(name, lambda e: e["out"].get("saturation")),
                    SATURATION_WARN, SATURATION_FAIL,
                    "too many tanh outputs sit at ±1, where the local gradient 1 - t² is ~0: "
                    "the pre-activations are too large",
                    "shrink the weights feeding this layer (kaiming init: gain / sqrt(fan_in)) or add BatchNorm "
                    "before the tanh (--init kaiming, --norm batchnorm)")
-            for name in r.bounded() if r.layer_mean(name, lambda e: e["out"].get("saturation")) is not None]
+            for name in r.bounded() if name not in cells
+            and r.layer_mean(name, lambda e: e["out"].get("saturation")) is not None]
 
 
 def depth_factor(stds: list[float]) -> float:
@@ -250,7 +196,8 @@ def rule_batchnorm_running(r: Records) -> list[Verdict]:
 
 
 RULES = (rule_loss_at_init, rule_saturation, rule_activation_depth, rule_gradient_depth, rule_grad_data_outlier,
-         rule_update_data, rule_dead_units, rule_batchnorm_batch, rule_bias_before_batchnorm, rule_batchnorm_running)
+         rule_update_data, rule_dead_units, rule_batchnorm_batch, rule_bias_before_batchnorm, rule_batchnorm_running,
+         *SEQUENCE_RULES)
 
 
 def check(records: list[dict]) -> list[Verdict]:

@@ -1,4 +1,5 @@
-"""The lecture's figures, drawn from saved records alone (no model needed), as matplotlib Figures.
+"""The lecture's figures, drawn from saved records alone (no model needed), as matplotlib Figures
+(those of sequence models in ``plots_sequence.py``; ``draw_all`` draws both).
 
 Figures are built with ``matplotlib.figure.Figure`` (no pyplot state), so they render under Agg, in a
 notebook (a returned Figure displays itself) and in scripts. ``save_figure`` writes PNG and SVG.
@@ -12,6 +13,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from charlab.diagnostics.health import Records
+from charlab.diagnostics.plots_sequence import FIGURES as SEQUENCE_FIGURES
 from charlab.diagnostics.quantities import bin_centres
 
 FIGSIZE = (10, 4)  # the lecture's wide distribution plots
@@ -149,4 +151,9 @@ def draw_all(records: list[dict], losses: list[float], folder: str | Path) -> li
         figures["loss"] = plot_loss(losses)
     if view.probe is not None and view.probe["bounded"]:
         figures["saturation_map"] = plot_saturation_map(records)
+    for name, draw in SEQUENCE_FIGURES.items():
+        try:
+            figures[name] = draw(records)
+        except ValueError:  # not a model with these taps
+            continue
     return [path for name, fig in figures.items() for path in save_figure(fig, folder / name)]

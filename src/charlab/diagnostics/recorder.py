@@ -10,12 +10,15 @@ Each record goes to ``rec.records`` (in memory) and to every sink (``sinks.py``)
 ``out/diagnostics.jsonl`` (``out=``), TensorBoard (``tensorboard.py``); the figures (``plots.py``)
 and the verdicts (``health.py``) are drawn from the records afterwards. Records are plain dicts:
 
-- ``{"kind": "meta", ...}``: model class, vocab size, batch size, the layers and whether they are
-  bounded (class attribute ``bounded = True``, e.g. ``layers.Tanh``), carry a bias, are a BatchNorm;
+- ``{"kind": "meta", ...}``: model class, vocab size, block size, batch size, whether step 0 is the
+  initialisation (``from_init``), the layers and whether they are bounded (class attribute
+  ``bounded = True``, e.g. ``layers.Tanh``), carry a bias, are a BatchNorm; the taps and their kinds;
 - ``{"kind": "step", "step", "lr", "loss", "layers": [...], "params": [...]}`` per sampled step, the
   layers in the order they ran: each layer's output ``out`` and its gradient ``grad``, each
   parameter's ``data_std``, ``grad``, ``grad_data`` and ``update_data`` (and, for a sink that wants
-  every histogram, ``data_after``: its value after the step). Summaries as ``quantities.summary``;
+  every histogram, ``data_after``: its value after the step). Summaries as ``quantities.summary``.
+  A model with taps (``nn/tap.py``: gates, recurrent states, attention, residual stream) adds
+  ``"taps": [...]``, one entry per tap as ``taps.reduce_tap`` makes it;
 - ``{"kind": "init", "loss", "expected"}``: the loss at step 0 against -ln(1/V);
 - ``{"kind": "probe", ...}``: the full-pass quantities of ``probe.py`` (with ``probe=True``).
 """
@@ -33,13 +36,17 @@ from charlab.diagnostics.probe import full_pass, is_batchnorm
 from charlab.diagnostics.sampling import DEFAULT_SCHEDULE, SampleSchedule
 from charlab.diagnostics.sinks import JsonLinesSink, Sink
 from charlab.diagnostics.sinks import read_records, write_records  # noqa: F401  (re-exported)
+from charlab.diagnostics.taps import NEEDS, model_taps, reduce_tap
+from charlab.nn.tap import Tap
 from charlab.rundir.layout import DIAGNOSTICS
 from charlab.training.events import Observer, TrainView
 
 
 def leaf_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """Modules without children, named as in ``model.named_modules()`` (``layers.0``, ...)."""
-    return [(name, m) for name, m in model.named_modules() if name and not any(True for _ in m.children())]
+    """Modules without children, named as in ``model.named_modules()`` (``layers.0``, ...); taps are not
+    layers (``taps.model_taps``)."""
+    return [(name, m) for name, m in model.named_modules()
+            if name and not any(True for _ in m.children()) and not isinstance(m, Tap)]
 
 
 def layer_info(name: str, module: nn.Module) -> dict:
@@ -119,6 +126,8 @@ class Recorder(Observer):
         self._handles: list = []
         self._outputs: dict[str, list[torch.Tensor]] = {}
         self._grads: dict[str, list[torch.Tensor]] = {}
+        self._tap_outs: dict[str, list[torch.Tensor | None]] = {}  # per call, in call order
+        self._tap_grads: dict[str, dict[int, torch.Tensor]] = {}  # call index -> gradient
         self._active = False
         self._pending: dict | None = None
         self._before: list[torch.Tensor] = []
@@ -136,15 +145,18 @@ class Recorder(Observer):
     def on_train_start(self, view: TrainView) -> None:
         model, cfg = view.model, view.cfg
         self.layers = leaf_layers(model)
+        self.taps = model_taps(model)
         self.params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.total = cfg.steps
         for sink in self.sinks:
             sink.on_train_start(view)
         self.emit({"kind": "meta", "model": type(model).__name__, "vocab_size": getattr(model, "vocab_size", None),
-                   "batch_size": cfg.batch_size,
+                   "block_size": getattr(model, "block_size", None), "batch_size": cfg.batch_size,
+                   "from_init": self.init_loss,
                    "optimizer": cfg.optimizer, "lr": cfg.lr, "steps": cfg.steps,
                    "schedule": {"every": self.schedule.every, "dense": self.schedule.dense},
-                   "layers": [layer_info(n, m) for n, m in self.layers]})
+                   "layers": [layer_info(n, m) for n, m in self.layers],
+                   "taps": [{"name": n, "kind": m.kind} for n, m in self.taps]})
 
     def needs_autograd(self, step: int) -> bool:
         """Whether ``step`` is sampled: its hooks need autograd; the training strategy keeps the other
@@ -157,6 +169,8 @@ class Recorder(Observer):
         self._active = True
         for name, module in self.layers:
             self._handles.append(module.register_forward_hook(self._forward_hook(name)))
+        for name, module in self.taps:
+            self._handles.append(module.register_forward_hook(self._tap_hook(name, module.kind)))
 
     def _forward_hook(self, name: str):
         def hook(module, inputs, output):
@@ -171,6 +185,22 @@ class Recorder(Observer):
     def _grad_hook(self, name: str):
         def hook(grad):
             self._grads.setdefault(name, []).append(grad.detach())
+        return hook
+
+    def _tap_hook(self, name: str, kind: str):
+        keep_value, keep_grad = NEEDS[kind]
+
+        def hook(module, inputs, output):
+            calls = self._tap_outs.setdefault(name, [])
+            index = len(calls)
+            calls.append(output.detach() if keep_value else None)
+            if keep_grad and output.requires_grad:
+                self._handles.append(output.register_hook(self._tap_grad_hook(name, index)))
+        return hook
+
+    def _tap_grad_hook(self, name: str, index: int):
+        def hook(grad):
+            self._tap_grads.setdefault(name, {})[index] = grad.detach()
         return hook
 
     def on_after_backward(self, view: TrainView, step: int) -> None:
@@ -198,6 +228,10 @@ class Recorder(Observer):
         self._outputs, self._grads = {}, {}
         self._before = [p.detach().clone() for _, p in self.params]
         self._pending = {"layers": layers, "params": params}
+        if self.taps:
+            self._pending["taps"] = [reduce_tap(name, tap.kind, self._tap_outs[name], self._tap_grads.get(name, {}))
+                                     for name, tap in self.taps if name in self._tap_outs]
+            self._tap_outs, self._tap_grads = {}, {}
 
     def on_step_end(self, view: TrainView, step: int, loss: torch.Tensor) -> None:
         if self._active:

@@ -24,6 +24,21 @@ def init_record(metrics: list[dict], vocab_size: int) -> dict | None:
     return {"kind": "init", "loss": first["loss"], "expected": q.expected_init_loss(vocab_size)}
 
 
+def training_init_step(run: str | Path) -> dict | None:
+    """The step-0 record of a run recorded from its initialisation while training (``--diagnose``), as an
+    ``{"kind": "init_step", ...}`` record: ``charlab diagnose`` probes from the trained weights, so this is
+    where the verdicts on the initialisation (attention collapsed at init) read it from."""
+    path = Path(run) / DIAGNOSTICS
+    if not path.is_file():
+        return None
+    records = read_records(path)
+    meta = next((r for r in records if r["kind"] == "meta"), {})
+    first = next((r for r in records if r["kind"] == "step"), None)
+    if not meta.get("from_init") or first is None or first["step"] != 0:
+        return None
+    return {**first, "kind": "init_step"}
+
+
 def load_diagnostics(run: str | Path) -> tuple[Path, list[dict]]:
     """The records of ``charlab diagnose`` if present, else those recorded while training."""
     run = Path(run)

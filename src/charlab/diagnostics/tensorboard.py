@@ -3,16 +3,22 @@
 ``charlab train --tensorboard`` gives the run's ``Recorder`` this sink and puts the event files in
 ``RUN/tensorboard``; ``tensorboard --logdir RUN`` shows them. Tags:
 
-=============================  ==================================================================
-``loss/train``                 mean training loss of the last ``scalar_every`` steps
-``loss/dev``                   dev loss at each evaluation
-``lr``                         learning rate
-``update_data/PARAM``          std(update) / std(weight) of each 2-D weight (lecture: ~1e-3)
-``saturation/LAYER``           fraction of |tanh| > 0.97 in each bounded layer
-``activations/LAYER``          histogram of each layer's output
-``gradients/PARAM``            histogram of each parameter's gradient
-``weights/PARAM``              histogram of each parameter after the step
-=============================  ==================================================================
+=================================  ===========================================================================
+``loss/train``                     mean training loss of the last ``scalar_every`` steps
+``loss/dev``                       dev loss at each evaluation
+``lr``                             learning rate
+``update_data/PARAM``              std(update) / std(weight) of each 2-D weight (lecture: ~1e-3)
+``saturation/LAYER``               fraction of |tanh| > 0.97 in each bounded layer
+``activations/LAYER``              histogram of each layer's output
+``gradients/PARAM``                histogram of each parameter's gradient
+``weights/PARAM``                  histogram of each parameter after the step
+``through_time/CELL``              factor backpropagation applies from a batch's last position to its first
+``gate_saturation/GATE``           fraction of a sigmoid gate past 0.03 / 0.97 (``gate_mean/GATE``: its mean)
+``attention_entropy/LAYER/H``      head H's attention entropy over that of uniform attention (1 = even)
+``attention_logit_std/LAYER/H``    std of head H's attention logits
+``residual_std/BLOCK``             std of the residual stream after each block
+``figures/...``                    the sequence-model figures (``plots_sequence.py``) of the last sampled step
+=================================  ===========================================================================
 
 Everything but the first three comes from the recorder's step records, on the steps its schedule
 samples: the two views of a run show the same numbers, and nothing here hooks the model or copies a
@@ -28,6 +34,8 @@ from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
+from charlab.diagnostics import sequence_records as sr
+from charlab.diagnostics.plots_sequence import FIGURES as SEQUENCE_FIGURES
 from charlab.diagnostics.sinks import Sink
 from charlab.training.events import TrainView
 
@@ -61,6 +69,7 @@ class TensorBoardSink(Sink):
         self.scalar_every = scalar_every
         self.writer: SummaryWriter | None = None
         self._window_start = 0  # the first step of the running loss/train window
+        self._last_step: dict | None = None  # the latest step record: its figures are drawn at the end
 
     def on_train_start(self, view: TrainView) -> None:
         self.writer = SummaryWriter(log_dir=str(self.logdir))
@@ -81,6 +90,21 @@ class TensorBoardSink(Sink):
                 self._histogram(f"weights/{p['name']}", p["data_after"], step)
             if len(p["shape"]) == 2 and "update_data" in p:
                 self.writer.add_scalar(f"update_data/{p['name']}", p["update_data"], step)
+        self._sequence_scalars(record, step)
+        self._last_step = record
+
+    def _sequence_scalars(self, record: dict, step: int) -> None:
+        scalars = {f"through_time/{cell}": factor for cell, factor in sr.through_time(record).items()}
+        for name, gate in sr.gates(record).items():
+            scalars.update({f"gate_saturation/{name}": gate["low"] + gate["high"], f"gate_mean/{name}": gate["mean"]})
+        for layer, entry in sr.attention(record).items():
+            for head, value in enumerate(sr.normalised_entropy(entry)):
+                scalars[f"attention_entropy/{layer}/{head}"] = value
+            for head, value in enumerate(entry.get("logit_std", [])):
+                scalars[f"attention_logit_std/{layer}/{head}"] = value
+        scalars.update({f"residual_std/{name}": std for name, std in sr.residual(record)})
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, step)
 
     def _histogram(self, tag: str, s: dict, step: int) -> None:
         raw = raw_histogram(s)
@@ -99,5 +123,12 @@ class TensorBoardSink(Sink):
             self.writer.add_scalar(f"loss/{split}", value, step)
 
     def on_train_end(self, view: TrainView) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        if self.writer is None:
+            return
+        if self._last_step is not None:
+            for name, draw in SEQUENCE_FIGURES.items():
+                try:
+                    self.writer.add_figure(f"figures/{name}", draw([self._last_step]), self._last_step["step"])
+                except ValueError:  # not a model with these taps
+                    continue
+        self.writer.close()

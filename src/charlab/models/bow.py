@@ -2,7 +2,8 @@
 
 token + position embedding -> x + CausalBoW(x) (a uniform average over positions <= t) -> x + MLP(x)
 (Linear -> tanh -> Linear) -> Linear to logits at every position. It is the transformer with the
-attention weights fixed to "all equal", the step before learned attention.
+attention weights fixed to "all equal", the step before learned attention. The residual stream passes
+a tap (``nn/tap.py``) after each of its two additions, so the diagnostics see its std grow or not.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from charlab.nn.init import apply_init
 from charlab.nn.layers import Embedding, Linear, Tanh
 from charlab.models.base import SequenceModel
 from charlab.models.registry import register
-from charlab.nn.bow_fast import BoWTrunk
+from charlab.nn.bow_fast import trunk_forward
 from charlab.nn.fast import default_path, use_fast
+from charlab.nn.tap import Tap
 
 
 class CausalBoW(nn.Module):
@@ -40,17 +42,21 @@ class BoW(SequenceModel):
         self.fc = Linear(n_embd, n_hidden)
         self.act = Tanh()
         self.proj = Linear(n_hidden, n_embd)
+        self.after_bow, self.after_mlp = Tap("residual"), Tap("residual")
         self.sequence_path = default_path()  # "fast": the trunk as one operation (nn/bow_fast.py)
         self.lm_head = Linear(n_embd, vocab_size)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        if targets is not None and use_fast(self):  # the trunk and its loss as one operation
+            logits, loss = trunk_forward(self, idx, targets)  # (T, B, V), ()
+            return logits.transpose(0, 1), loss  # (B, T, V)
+        return super().forward(idx, targets)
 
     def time_major_logits(self, idx: torch.Tensor) -> torch.Tensor | None:
         """The fast path: the whole trunk as one operation, time-major (``nn/bow_fast.py``). (T, B, V)"""
         if not use_fast(self):
             return None
-        t = idx.shape[1]
-        return BoWTrunk.apply(idx.t().contiguous(), self.cbow.weights[:t, :t], self.wte.weight,
-                              self.wpe.weight, self.fc.weight, self.fc.bias, self.proj.weight, self.proj.bias,
-                              self.lm_head.weight, self.lm_head.bias)
+        return trunk_forward(self, idx)
 
     def logits(self, idx: torch.Tensor) -> torch.Tensor:
         fast = self.time_major_logits(idx)  # (T, B, V) or None
@@ -58,8 +64,8 @@ class BoW(SequenceModel):
             return fast.transpose(0, 1)  # (B, T, V)
         t = idx.shape[1]
         x = self.wte(idx) + self.wpe(torch.arange(t, device=idx.device))  # (B, T, C)
-        x = x + self.cbow(x)  # (B, T, C)
-        x = x + self.proj(self.act(self.fc(x)))  # (B, T, C)
+        x = self.after_bow(x + self.cbow(x))  # (B, T, C)
+        x = self.after_mlp(x + self.proj(self.act(self.fc(x))))  # (B, T, C)
         return self.lm_head(x)  # (B, T, V)
 
     @property

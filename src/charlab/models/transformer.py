@@ -3,7 +3,8 @@
 token + position embedding -> dropout -> n_layers x [x + attn(LN(x)); x + MLP(LN(x))] -> LN ->
 Linear to logits at every position. The MLP is Linear(C, 4C) -> GELU -> Linear(4C, C) -> dropout.
 All layers are hand-written (``nn/layers.py``, ``nn/attention.py``); the initialisation is
-``apply_init``'s (output layer x0.01, so the loss at init is -ln(1/V)).
+``apply_init``'s (output layer x0.01, so the loss at init is -ln(1/V)). Each block's output passes a
+tap (``nn/tap.py``, ``resid``) so the diagnostics see the residual stream block by block.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from charlab.nn.layers import Embedding, Linear, Sequential
 from charlab.models.base import SequenceModel
 from charlab.models.registry import register
 from charlab.nn.layers import GELU, LayerNorm
+from charlab.nn.tap import Tap
 from charlab.nn.attention import CausalSelfAttention
 from charlab.nn.dropout import Dropout, dropout_generator
 from charlab.nn import attention_fast as fast
 from charlab.nn.fast import default_path, use_fast
-from charlab.nn.transformer_fast import TransformerTrunk, trunk_parameters
+from charlab.nn.transformer_fast import trunk_applies, trunk_forward
 
 MLP_EXPANSION = 4  # GPT's feed-forward width, 4 x n_embd
 
@@ -35,10 +37,11 @@ class Block(nn.Module):
         self.ln_2 = LayerNorm(n_embd)
         self.mlp = Sequential(Linear(n_embd, MLP_EXPANSION * n_embd), GELU(),
                               Linear(MLP_EXPANSION * n_embd, n_embd), Dropout(dropout, generator))
+        self.resid = Tap("residual")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln_1(x))  # (B, T, C)
-        return x + self.mlp(self.ln_2(x))  # (B, T, C)
+        return self.resid(x + self.mlp(self.ln_2(x)))  # (B, T, C)
 
     def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
         """``forward`` with fused kernels over the same parameters (``nn/attention_fast.py``)."""
@@ -67,11 +70,15 @@ class Transformer(SequenceModel):
         """Whether a forward now draws dropout masks (training with p > 0 somewhere)."""
         return self.training and any(m.p > 0 for m in self.modules() if isinstance(m, Dropout))
 
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        if targets is not None and trunk_applies(self):  # the trunk and its loss as one operation
+            return trunk_forward(self, idx, targets)  # (B, T, V), ()
+        return super().forward(idx, targets)
+
     def logits(self, idx: torch.Tensor) -> torch.Tensor:
+        if trunk_applies(self):  # the whole trunk as one operation with its backward written out
+            return trunk_forward(self, idx)  # (B, T, V) (nn/transformer_fast.py)
         fast_path = use_fast(self)
-        if fast_path and not self.dropout_drawn() and len({ln.eps for ln in self.modules() if isinstance(ln, LayerNorm)}) == 1:
-            # the whole trunk as one operation with its backward written out (nn/transformer_fast.py)
-            return TransformerTrunk.apply(idx, self.blocks[0].attn.n_head, self.ln_f.eps, *trunk_parameters(self))
         t = idx.shape[1]
         x = self.wte(idx) + self.wpe(torch.arange(t, device=idx.device))  # (B, T, C)
         if fast_path:  # with dropout: fused kernels, charlab's dropout masks in the reference's order

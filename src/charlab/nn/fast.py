@@ -13,6 +13,9 @@ A model takes the reference path when
 - a forward hook is registered on any module the fast variant would skip (the diagnostics recorder, the
   probe and the non-finite guard observe the hand-written layers through hooks; those steps run the
   reference so that the hooks see every layer).
+
+The whole-trunk operations (bag of words, transformer) also take the loss when the forward has targets,
+their rows with a target first (``trunk_loss.py``).
 """
 
 from __future__ import annotations
@@ -20,13 +23,10 @@ from __future__ import annotations
 import os
 import sys
 
-import torch
-
 from torch import nn
 from torch.nn.modules import module as _module
 
 ENV = "CHARLAB_SEQUENCE_PATH"
-COMPACT_BELOW = 0.9  # hand-written backwards leave out rows without gradient when fewer than this share has one
 PATHS = ("fast", "reference")
 
 
@@ -49,30 +49,30 @@ def set_sequence_path(model: nn.Module, path: str) -> nn.Module:
     return model
 
 
-def hooked(module: nn.Module) -> bool:
-    """True if a forward (pre-)hook is registered on ``module`` or any module inside it, or globally."""
+def modules_of(module: nn.Module) -> list[nn.Module]:
+    """``module`` and every module inside it: a plain walk of ``_modules`` (``nn.Module.modules()`` costs
+    ~0.6 us a module, which a forward that checks its hooks pays every step; this ~0.15)."""
+    found, stack = [], [module]
+    while stack:
+        m = stack.pop()
+        found.append(m)
+        stack.extend(m._modules.values())
+    return found
+
+
+def any_hook(modules: list[nn.Module]) -> bool:
+    """True if a forward (pre-)hook is registered on any of ``modules``, or globally."""
     if _module._global_forward_hooks or _module._global_forward_pre_hooks:
         return True
-    return any(m._forward_hooks or m._forward_pre_hooks for m in module.modules())
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+
+
+def hooked(module: nn.Module) -> bool:
+    """True if a forward (pre-)hook is registered on ``module`` or any module inside it, or globally."""
+    return any_hook(modules_of(module))
 
 
 def use_fast(module: nn.Module, bypassed: nn.Module | None = None) -> bool:
     """Whether ``module`` (which carries ``sequence_path``) may run its fast variant: asked for, and no
     hook on the modules the fast variant bypasses (``bypassed``, default ``module`` itself)."""
     return module.sequence_path == "fast" and not hooked(module if bypassed is None else bypassed)
-
-
-def live_rows(grad: torch.Tensor) -> torch.Tensor | None:
-    """The rows of ``grad`` (N, V) that are not all zero, when few enough to pay for working on them alone
-    (``COMPACT_BELOW`` of all); else None.
-
-    The loss ignores the padded positions after each item's end, so their logits get exactly zero
-    gradient, and (causal attention: a padded position is attended only by later padded ones) so does
-    every row-wise activation at those positions, block after block. Leaving those rows out of the
-    backward's matmuls, LayerNorm and GELU is the same sum without its zero terms; with cut batches of
-    names about a third of the rows are padding (``transformer_fast``, ``bow_fast``)."""
-    live = grad.ne(0).any(1)  # (N,)
-    count = int(live.sum())
-    if count >= COMPACT_BELOW * grad.shape[0]:
-        return None
-    return live.nonzero().squeeze(1)  # (N',)

@@ -5,6 +5,11 @@ returns its state as a tuple whose first element is the hidden vector ``h`` that
 reads. ``mask`` (optional, (B, H)) scales ``h_{t-1}`` where it enters the gates, never where it is
 carried: variational recurrent dropout (Gal & Ghahramani 2016), one mask for all steps of a sequence. Each gate is a hand-written ``Linear`` over the concatenation ``[x_t, h_{t-1}]``; every tanh is a
 ``Tanh`` module so that the diagnostics see (and can flag saturation of) the recurrent activations.
+Taps (``nn/tap.py``: identities without parameters) name what no module returns, for the
+diagnostics' hooks: every sigmoid gate (``update_gate``, ``reset_gate``; ``input_gate``,
+``forget_gate``, ``output_gate``), the state as the cell returns it (``hidden``, the LSTM's ``memory``)
+and as the next step reads it (``hidden_in``, ``memory_in``): the gradient at the one is dL/ds_t, at the
+other the part of dL/ds_{t-1} that step t carries back.
 
 - ``RNNCell`` (Elman): ``h = tanh(W [x, h])``;
 - ``GRUCell`` (Cho et al. 2014, makemore's form): reset ``r``, candidate ``hbar = tanh(W [x, r*h])``,
@@ -19,6 +24,7 @@ import torch
 from torch import nn
 
 from charlab.nn.layers import Linear, Tanh
+from charlab.nn.tap import Tap
 
 State = tuple[torch.Tensor, ...]
 
@@ -33,13 +39,14 @@ class RNNCell(nn.Module):
         self.start = nn.Parameter(torch.zeros(1, n_hidden))  # (1, H) learned initial h
         self.xh_to_h = Linear(n_in + n_hidden, n_hidden)
         self.act = Tanh()
+        self.hidden_in, self.hidden = Tap("state_in"), Tap("state")
 
     def initial_state(self, batch: int) -> State:
         return (self.start.expand(batch, -1),)  # (B, H)
 
     def forward(self, x: torch.Tensor, state: State, mask: torch.Tensor | None = None) -> State:
-        xh = torch.cat([x, _masked(state[0], mask)], dim=1)  # (B, E+H)
-        return (self.act(self.xh_to_h(xh)),)  # (B, H)
+        xh = torch.cat([x, _masked(self.hidden_in(state[0]), mask)], dim=1)  # (B, E+H)
+        return (self.hidden(self.act(self.xh_to_h(xh))),)  # (B, H)
 
 
 class GRUCell(nn.Module):
@@ -50,18 +57,20 @@ class GRUCell(nn.Module):
         self.xh_to_r = Linear(n_in + n_hidden, n_hidden)
         self.xh_to_hbar = Linear(n_in + n_hidden, n_hidden)
         self.act = Tanh()
+        self.update_gate, self.reset_gate = Tap("gate"), Tap("gate")
+        self.hidden_in, self.hidden = Tap("state_in"), Tap("state")
 
     def initial_state(self, batch: int) -> State:
         return (self.start.expand(batch, -1),)  # (B, H)
 
     def forward(self, x: torch.Tensor, state: State, mask: torch.Tensor | None = None) -> State:
-        hprev = state[0]  # (B, H)
+        hprev = self.hidden_in(state[0])  # (B, H)
         hin = _masked(hprev, mask)  # (B, H)
         xh = torch.cat([x, hin], dim=1)  # (B, E+H)
-        r = torch.sigmoid(self.xh_to_r(xh))  # (B, H) which channels of h the candidate may read
+        r = self.reset_gate(torch.sigmoid(self.xh_to_r(xh)))  # (B, H) which channels of h the candidate may read
         hbar = self.act(self.xh_to_hbar(torch.cat([x, r * hin], dim=1)))  # (B, H)
-        z = torch.sigmoid(self.xh_to_z(xh))  # (B, H) how much of each channel to replace
-        return ((1 - z) * hprev + z * hbar,)  # (B, H)
+        z = self.update_gate(torch.sigmoid(self.xh_to_z(xh)))  # (B, H) how much of each channel to replace
+        return (self.hidden((1 - z) * hprev + z * hbar),)  # (B, H)
 
 
 class LSTMCell(nn.Module):
@@ -73,17 +82,22 @@ class LSTMCell(nn.Module):
         self.xh_to_gates = Linear(n_in + n_hidden, 4 * n_hidden)  # i, f, g, o as torch orders them
         self.act_g = Tanh()
         self.act_c = Tanh()
+        self.input_gate, self.forget_gate, self.output_gate = Tap("gate"), Tap("gate"), Tap("gate")
+        self.hidden_in, self.memory_in = Tap("state_in"), Tap("state_in")
+        self.hidden, self.memory = Tap("state"), Tap("state")
 
     def initial_state(self, batch: int) -> State:
         return self.start_h.expand(batch, -1), self.start_c.expand(batch, -1)  # (B, H), (B, H)
 
     def forward(self, x: torch.Tensor, state: State, mask: torch.Tensor | None = None) -> State:
-        hprev, cprev = state  # (B, H), (B, H)
+        hprev, cprev = self.hidden_in(state[0]), self.memory_in(state[1])  # (B, H), (B, H)
         gates = self.xh_to_gates(torch.cat([x, _masked(hprev, mask)], dim=1))  # (B, 4H)
         i, f, g, o = gates.chunk(4, dim=1)  # each (B, H)
-        c = torch.sigmoid(f) * cprev + torch.sigmoid(i) * self.act_g(g)  # (B, H)
-        h = torch.sigmoid(o) * self.act_c(c)  # (B, H)
-        return h, c
+        i, f = self.input_gate(torch.sigmoid(i)), self.forget_gate(torch.sigmoid(f))  # (B, H), (B, H)
+        o = self.output_gate(torch.sigmoid(o))  # (B, H)
+        c = f * cprev + i * self.act_g(g)  # (B, H)
+        h = o * self.act_c(c)  # (B, H)
+        return self.hidden(h), self.memory(c)  # memory taps c after h read it: its gradient comes from t+1 on
 
 
 CELLS = {"rnn": RNNCell, "gru": GRUCell, "lstm": LSTMCell}

@@ -76,7 +76,8 @@ def diagnostics_section(run: Path) -> str:
     for draw, caption in ((plots.plot_activations, "activations"), (plots.plot_gradients, "gradients"),
                           (plots.plot_weight_gradients, "weight gradients"),
                           (plots.plot_update_ratio, "update:data ratio"),
-                          (plots.plot_saturation_map, "saturation map")):
+                          (plots.plot_saturation_map, "saturation map"),
+                          *((draw, name.replace("_", " ")) for name, draw in plots.SEQUENCE_FIGURES.items())):
         try:
             body += figure_html(draw(records), caption)
         except ValueError:  # the records hold nothing this figure draws

@@ -11,9 +11,10 @@ format, without ``torch.optim.Optimizer``'s import of the compiler on first use)
 ~40-60 us instead of ~200 us for foreach on the CPU at the sequence presets' sizes) whose ``step()``
 calls that kernel directly: torch's own ``step`` spends ~3x the kernel's time in Python (grouping the
 tensors by device and dtype, flag checks) on every step, and ``_foreach_add_`` of the step counts is
-a loop of one small op per parameter on the CPU (~75 us for the transformer's 54). Here the step counts
-of the parameters updated together are 0-d views into one buffer, advanced by one ``add_`` (re-packed
-when the set of parameters with a gradient or the state changes, e.g. after ``load_state_dict``).
+a loop of one small op per parameter on the CPU (~75 us for the transformer's 54). Here the lists the kernel
+takes are gathered once (``Pack``) and reused while the same parameters have a gradient and the state is
+the same (``load_state_dict`` replaces it), and the step counts of the parameters updated together are
+0-d views into one buffer, advanced by one ``add_``.
 Same kernel, same arguments, the same ``state_dict`` as torch's fused AdamW (``step``, ``exp_avg``,
 ``exp_avg_sq`` per parameter; ``state_dict`` returns each ``step`` as its own tensor, so nothing in a
 checkpoint shares storage), so a checkpoint written by either loads into either. Where the fused kernel does not apply (a device or
@@ -21,6 +22,8 @@ dtype it does not support) the optimizer is torch's foreach AdamW, as before.
 """
 
 from __future__ import annotations
+
+import operator
 
 import torch
 
@@ -50,7 +53,7 @@ class FusedAdamW(Optimizer):
 
     def __init__(self, params, lr: float, weight_decay: float, betas=(0.9, 0.999), eps: float = 1e-8):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay, **ADAMW_FLAGS})
-        self._clocks: dict = {}  # (group, device, dtype) -> (params, step buffer (n,)) packed together
+        self._packs: dict = {}  # group index -> Pack of the parameters it updated last
 
     @torch.no_grad()
     def step(self, closure=None) -> None:
@@ -59,45 +62,56 @@ class FusedAdamW(Optimizer):
         for g, group in enumerate(self.param_groups):
             if group["amsgrad"] or group["maximize"]:
                 raise ValueError("FusedAdamW does not implement amsgrad or maximize; use torch.optim.AdamW")
-            lists: dict = {}  # (device, dtype) -> [params, grads, exp_avgs, exp_avg_sqs, steps]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:  # lazy initialisation, as torch's AdamW(fused=True) does it
-                    state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                into = lists.get((p.device, p.dtype))
-                if into is None:
-                    into = lists[(p.device, p.dtype)] = ([], [], [], [], [])
-                for out, value in zip(into, (p, p.grad, state["exp_avg"], state["exp_avg_sq"], state["step"])):
-                    out.append(value)
+            live = [p for p in group["params"] if p.grad is not None]
+            pack = self._packs.get(g)
+            if pack is None or not pack.holds(live, self.state):
+                pack = self._packs[g] = Pack(live, self.state)
             beta1, beta2 = group["betas"]
-            for (device, dtype), (params, grads, exp_avgs, exp_avg_sqs, steps) in lists.items():
-                self._advance(steps, (g, device, dtype), params)
-                torch._fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, [], steps, amsgrad=False,
-                                    lr=float(group["lr"]), beta1=beta1, beta2=beta2, weight_decay=group["weight_decay"],
-                                    eps=group["eps"], maximize=False, grad_scale=None, found_inf=None)
-
-    def _advance(self, steps: list, key, params: list) -> None:
-        """Add 1 to every step count in ``steps`` (in place; the list is updated when re-packed)."""
-        packed = self._clocks.get(key)
-        if packed is not None:
-            base, size = packed[1].data_ptr(), packed[1].element_size()
-        if packed is None or len(packed[0]) != len(params) or any(a is not b for a, b in zip(packed[0], params)) \
-                or any(s.data_ptr() != base + i * size for i, s in enumerate(steps)):
-            buffer = torch.stack([s.to(dtype=torch.float32) for s in steps])  # (n,) the counts so far
-            for i, p in enumerate(params):
-                steps[i] = self.state[p]["step"] = buffer[i]  # 0-d view
-            self._clocks[key] = packed = (list(params), buffer)
-        packed[1].add_(1)
+            for params, exp_avgs, exp_avg_sqs, steps, clock, one in pack.buckets:
+                clock.add_(one)  # (a 0-d tensor: adding the number 1 costs 2x as much)
+                torch._fused_adamw_(params, [p.grad for p in params], exp_avgs, exp_avg_sqs, [], steps,
+                                    amsgrad=False, lr=float(group["lr"]), beta1=beta1, beta2=beta2,
+                                    weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
+                                    grad_scale=None, found_inf=None)
 
     def state_dict(self) -> dict:
         """torch's state dict, each ``step`` its own tensor (the live ones are views of one buffer)."""
         sd = super().state_dict()
         sd["state"] = {k: {**v, "step": v["step"].clone()} if "step" in v else v for k, v in sd["state"].items()}
         return sd
+
+
+class Pack:
+    """The parameters a group updates (those with a gradient) with their state, gathered once per
+    (device, dtype) bucket: the lists ``torch._fused_adamw_`` takes, and the bucket's step counts as 0-d
+    views of one ``clock`` buffer, advanced by one ``add_``. Re-made when the parameters with a gradient
+    or the state (``load_state_dict`` replaces it) change; the state is initialised here lazily, as torch's
+    AdamW(fused=True) does it on a parameter's first step."""
+
+    def __init__(self, params: list, state) -> None:
+        self.params, self.state = params, state
+        by_kind: dict = {}  # (device, dtype) -> parameters
+        for p in params:
+            by_kind.setdefault((p.device, p.dtype), []).append(p)
+        self.buckets = [self.bucket(ps) for ps in by_kind.values()]
+
+    def bucket(self, params: list) -> tuple:
+        states = [self.state[p] for p in params]
+        for p, s in zip(params, states):
+            if not s:
+                s.update(step=torch.zeros((), dtype=torch.float32, device=p.device),
+                         exp_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
+                         exp_avg_sq=torch.zeros_like(p, memory_format=torch.preserve_format))
+        clock = torch.stack([s["step"].to(dtype=torch.float32) for s in states])  # (n,) the counts so far
+        for i, s in enumerate(states):
+            s["step"] = clock[i]  # 0-d view
+        return (params, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                [s["step"] for s in states], clock, clock.new_ones(()))
+
+    def holds(self, params: list, state) -> bool:
+        """Whether this pack is for exactly ``params`` (the same objects, in order) and ``state``."""
+        return (state is self.state and len(params) == len(self.params)
+                and all(map(operator.is_, params, self.params)))
 
 
 def fused_adamw_supported(params) -> bool:

@@ -11,7 +11,7 @@ from charlab.diagnostics.health import check
 from charlab.diagnostics.plots import draw_all
 from charlab.diagnostics.probe import full_pass
 from charlab.diagnostics.recorder import Recorder, write_records
-from charlab.diagnostics.runfiles import init_record, train_losses
+from charlab.diagnostics.runfiles import init_record, train_losses, training_init_step
 from charlab.diagnostics.sampling import EVERY_STEP
 from charlab.errors import CharlabError
 from charlab.report.table import text_table
@@ -69,8 +69,8 @@ def run(args) -> int:
                            "needs a model trained by gradient descent")
     metrics = read_metrics(loaded.path)
     records = probe_records(loaded, args.steps)
-    init = init_record(metrics, loaded.vocab.size)
-    records += [init] if init else []
+    init, init_step = init_record(metrics, loaded.vocab.size), training_init_step(loaded.path)
+    records += [r for r in (init, init_step) if r]
     verdicts = [v.to_dict() for v in check(records)]
     write_records(loaded.path / DIAGNOSE_RECORDS, records)
     atomic_write_json(loaded.path / VERDICTS, verdicts)
