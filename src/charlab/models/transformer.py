@@ -66,10 +66,6 @@ class Transformer(SequenceModel):
         self.sequence_path = default_path()  # "fast": fused kernels, the same math (nn/fast.py)
         self.lm_head = Linear(n_embd, vocab_size)
 
-    def dropout_drawn(self) -> bool:
-        """Whether a forward now draws dropout masks (training with p > 0 somewhere)."""
-        return self.training and any(m.p > 0 for m in self.modules() if isinstance(m, Dropout))
-
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         if targets is not None and trunk_applies(self):  # the trunk and its loss as one operation
             return trunk_forward(self, idx, targets)  # (B, T, V), ()
