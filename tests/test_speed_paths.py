@@ -202,8 +202,9 @@ def test_compiled_unrolled_path_matches_eager(names, monkeypatch, tmp_path):
     chunks = Chunks()
     compiled = fit(names, 11, fast_path="compile", observers=[chunks], **overrides)
     assert_same_run(fit(names, 11, fast_path="eager", **overrides), compiled)
-    # one on_step_end per chunk, for its last step, with every step's loss readable through the view
-    assert chunks.spans == [(0, 2), (2, 4), (4, 5), (5, 6), (6, 8), (8, 10), (10, 11)]  # multiples of 2, evals
+    # one on_step_end per span (up to the next evaluation): whole compiled chunks of 2, then the
+    # leftover step eagerly; every step's loss readable through the view
+    assert chunks.spans == [(0, 5), (5, 10), (10, 11)]
     assert torch.equal(torch.cat(chunks.losses), compiled[0])
 
 
@@ -229,14 +230,15 @@ def test_background_compile_switches_to_the_compiled_chunks(names, monkeypatch, 
     monkeypatch.setattr(steps_module, "SWITCH_MIN_REMAINING", 0)
     monkeypatch.setattr(steps_module, "cpus", lambda: 2)
     monkeypatch.setattr(compiled, "POLL_EVERY", 1)
+    monkeypatch.setattr(steps_module, "SPAN_STEPS", 8)
     overrides = {"n_hidden": 16, "eval_interval": 20}
     run = trainer(names, 20, fast_path="auto", **overrides)
     chunks = Chunks()
     run.observers = (WaitForWorker(run, 7), chunks)
     losses = torch.tensor(run.fit().losses)
     assert capsys.readouterr().err == ""
-    assert chunks.spans[0] == (0, 8)  # eager steps (chunks of EAGER_CHUNKS * 2) while the worker compiles
-    assert chunks.spans[1:] == [(s, s + 2) for s in range(8, 20, 2)]  # then compiled chunks of 2
+    assert chunks.spans == [(0, 8), (8, 16), (16, 20)]  # spans of SPAN_STEPS, then the evaluation at 20
+    assert run.stepper.compiler.compile_s is not None  # eager while the worker compiled, then compiled chunks
     assert list(tmp_path.glob("charlab-sgd-steps-*.done"))  # the next run compiles at once, from the cache
     assert_same_run(fit(names, 20, fast_path="eager", **overrides), (losses, run.model))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -16,6 +17,7 @@ from charlab.inference.evaluate import split_loss
 from charlab.training.optim import FusedAdamW
 from charlab.models import build_model
 from charlab.rundir import load_run, read_metrics
+from charlab.rundir.store import train_line
 from charlab.training.lr_schedule import Schedule
 from charlab.training.events import Observer
 from charlab.training.loop import Trainer
@@ -27,15 +29,17 @@ N_SAMPLES = 8
 
 
 class Recorder(Observer):
-    """Per-step losses and learning rates."""
+    """Per-step losses and learning rates (an event covers the steps since the last one: the fast
+    paths take several steps between events)."""
 
     def __init__(self):
         self.losses: list[float] = []
         self.lrs: list[float] = []
 
     def on_step_end(self, view, step, loss):
-        self.losses.append(float(loss))
-        self.lrs.append(view.lr(step))
+        assert float(loss) == float(view.losses(step, step + 1)[0])
+        self.losses += view.losses(view.chunk_start, view.step).tolist()
+        self.lrs += [view.lr(s) for s in range(view.chunk_start, view.step)]
 
 
 class OptimizerLrs(Observer):
@@ -244,3 +248,15 @@ def test_cosine_and_constant_schedules():
     assert cosine.lr(110) == pytest.approx(0.1)
     constant = Schedule(TrainConfig(lr=0.3, steps=10, schedule="constant"))
     assert {constant.lr(s) for s in range(10)} == {0.3}
+
+
+def test_train_metric_lines_are_what_json_writes():
+    """metrics.jsonl's per-step lines come from a format string (fast); they must be json.dumps's text,
+    for every float a loss can be, and parse back to the same value."""
+    losses = [0.0, -0.0, 2.1123094722467446, 1e-300, 5e-324, 1.7976931348623157e308, 3.0, 1e16, 1.5e-7,
+              float("nan"), float("inf"), float("-inf")]
+    for step, loss in enumerate(losses):
+        line = train_line(step, loss)
+        assert line == json.dumps({"event": "train", "step": step, "loss": loss}) + "\n"
+        back = json.loads(line)["loss"]
+        assert back == loss or (math.isnan(back) and math.isnan(loss))

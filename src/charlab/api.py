@@ -253,9 +253,8 @@ def save_result(out_dir: Path, result: TrainedRun, state, data, extra_meta: dict
     meta = run_meta(data, extra_meta)
     rundir.save_run(out_dir, result.model_cfg, result.train_cfg, result.vocab, result.splits,
                     result.model, meta)
-    records = [{"event": "train", "step": i, "loss": loss} for i, loss in enumerate(state.losses)]
-    records += [{"event": "eval", **dataclasses.asdict(e)} for e in state.evals]
+    records = [{"event": "eval", **dataclasses.asdict(e)} for e in state.evals]
     records.append({"event": "final", "step": state.step, "best_step": state.best_step, **result.losses,
                     "wall_time_s": result.wall_time_s})
-    rundir.append_metrics(out_dir, records)
+    rundir.append_metrics(out_dir, records, train_losses=state.losses)
     rundir.atomic_write_json(out_dir / rundir.SAMPLES, result.samples)

@@ -63,7 +63,7 @@ REFERENCE_SAMPLE_N = 200  # names the one-at-a-time reference samples per repeat
 DATA_SIZES = (100_000, 300_000, 1_000_000)  # items; one subprocess each, so peak memory is per size
 FOLD_REPEATS_INNER = 5  # dev-set passes per timing: one pass is too short to time alone (its time: the fold row)
 SEED = 42
-PROCESS_STEPS = 100_000  # default --steps of the whole-process rows: half the lecture's run (auto compiles from 100k)
+PROCESS_STEPS = 100_000  # default --steps of the whole-process rows: half the lecture's run
 RATE_STEPS = 4000  # steps per in-process timing (train, presets rows)
 WINDOW_PRESETS = ("mlp", "mlp-bn", "deep-bn", "wavenet")
 WORKER_WAIT_S = 300  # at most this long for a cold run's background compile to finish (not timed)
@@ -146,13 +146,14 @@ def matmul_limit(batch: int = 32, repeats: int = MATMUL_REPEATS) -> float:
 
 
 def train_command(*flags: str) -> list[str]:
-    return [sys.executable, "-m", "charlab", "train", "--samples", "0", "--json", *flags]
+    """``charlab train`` with its default flags but ``flags`` (``--json``: the figures, parsed here)."""
+    return [sys.executable, "-m", "charlab", "train", "--json", *flags]
 
 
 def reference_command(path: Path, steps: int) -> list[str]:
     if Path(path).resolve() == Path(reference.__file__).resolve():
-        return [sys.executable, "-m", "charlab.experiments.reference", "--steps", str(steps), "--samples", "0"]
-    return [sys.executable, str(path), "--steps", str(steps), "--samples", "0"]
+        return [sys.executable, "-m", "charlab.experiments.reference", "--steps", str(steps)]
+    return [sys.executable, str(path), "--steps", str(steps)]
 
 
 def last_json(text: str) -> dict:
@@ -184,7 +185,7 @@ def wait_for_compile(cache: Path, timeout_s: float = WORKER_WAIT_S) -> None:
 def bench_default(ref_path: Path, steps: int, repeats: int) -> dict:
     """``charlab train --preset mlp-bn`` (the default path) against the reference, whole process,
     cold and warm compile cache, interleaved; the dev loss against the autograd path's."""
-    base = ["--preset", "mlp-bn", "--steps", str(steps), "--eval-interval", str(steps)]
+    base = ["--preset", "mlp-bn", "--steps", str(steps)]  # default flags otherwise: evaluations, samples
     seconds = {"reference": [], "cold": [], "warm": []}
     devs, notes, ref_200k = {}, set(), []
     with tempfile.TemporaryDirectory() as tmp:
@@ -256,7 +257,9 @@ def sequence_script() -> Path:
     return Path(__file__).resolve().parents[3] / "benchmarks" / "sequence_speed.py"
 
 
-def bench_sequence(peer: str | None) -> dict:
+def bench_sequence(peer: str | None, best_steps: int = 0) -> dict:
+    """``benchmarks/sequence_speed.py``: the sequence presets against makemore.py per step, and with
+    ``best_steps`` the ``best`` preset's whole-process wall time on the hand-written and fast paths."""
     script = sequence_script()
     if not script.is_file():
         return {"skipped": f"{script} is not here (an installed charlab has no benchmarks/)"}
@@ -264,7 +267,8 @@ def bench_sequence(peer: str | None) -> dict:
         return {"skipped": f"no makemore.py at {peer!r}: pass --peer PATH"}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "sequence.json"
-        done = subprocess.run([sys.executable, str(script), "--peer", str(peer), "--json", str(out)],
+        best = ["--best-steps", str(best_steps)] if best_steps else []
+        done = subprocess.run([sys.executable, str(script), "--peer", str(peer), "--json", str(out), *best],
                               capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
         if done.returncode:
             return {"skipped": f"sequence_speed.py failed: {done.stderr.strip().splitlines()[-1:]}"}
@@ -372,7 +376,8 @@ def bench_data(sizes=DATA_SIZES) -> dict:
 
 def run_all(repeats: int = 3, steps: int = PROCESS_STEPS, reference: str | Path | None = None,
             jobs: tuple[str, ...] = ("default", "train", "presets", "fast_preset", "sequence", "sampling", "fold",
-                                     "data"), rate_steps: int = RATE_STEPS, peer: str | None = None) -> dict:
+                                     "data"), rate_steps: int = RATE_STEPS, peer: str | None = None,
+            best_steps: int = 0) -> dict:
     """Every row, against the lecture reference (``find_reference``); one thread, as charlab
     trains by default. ``steps``: the whole-process rows; ``rate_steps``: the in-process ones."""
     torch.set_num_threads(1)
@@ -394,7 +399,7 @@ def run_all(repeats: int = 3, steps: int = PROCESS_STEPS, reference: str | Path 
         else:
             results["fast_preset"] = bench_fast_preset(ref, ref_data, len(stoi), rate_steps, repeats)
     if "sequence" in jobs:
-        results["sequence"] = bench_sequence(peer)
+        results["sequence"] = bench_sequence(peer, best_steps)
     if "sampling" in jobs:
         results["sampling"] = bench_sampling(ref, trained["reference"], itos, trained["model"], repeats)
     if "fold" in jobs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -199,9 +200,21 @@ def save_run_meta(out: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, voc
     atomic_write_json(out / SPLITS_FILE, {k: splits[k] for k in ("train", "dev", "test")})
 
 
-def append_metrics(out: Path, records: list[dict]) -> None:
+def append_metrics(out: Path, records: list[dict], train_losses: list[float] = ()) -> None:
+    """Append ``records`` to metrics.jsonl, after one ``{"event": "train", "step", "loss"}`` line per
+    entry of ``train_losses``."""
     with open(out / METRICS, "a", encoding="utf-8") as fh:
+        fh.writelines(train_line(step, loss) for step, loss in enumerate(train_losses))
         fh.writelines(json.dumps(r) + "\n" for r in records)
+
+
+def train_line(step: int, loss: float) -> str:
+    """``json.dumps({"event": "train", "step": step, "loss": loss})`` + newline, by a format string for
+    finite losses (the same text: json writes floats with ``repr``): a run writes one per step, and
+    200k ``json.dumps`` calls take ~1.2 s."""
+    if not math.isfinite(loss):
+        return json.dumps({"event": "train", "step": step, "loss": loss}) + "\n"
+    return f'{{"event": "train", "step": {step}, "loss": {loss!r}}}\n'
 
 
 def read_metrics(run: str | Path) -> list[dict]:

@@ -6,8 +6,8 @@ rate of any step and the per-step losses kept on the device, and they may ask tr
 They change nothing else. The non-finite guard, which must restore and replay, is given the trainer
 itself by ``safe_fit.fit_safely``.
 
-``on_step_end(view, step, loss)`` follows the last step of what the loop just ran: one step, or a
-compiled chunk of several (``steps.CompiledChunk``), so the model always holds the weights after
+``on_step_end(view, step, loss)`` follows the last step of what the loop just ran: one step (autograd),
+or a span of up to ``steps.SPAN_STEPS`` (the hand-derived and compiled steps), so the model always holds the weights after
 ``view.step`` steps. ``view.chunk_start`` is the first step it covers; the losses of all of them are
 ``view.losses(view.chunk_start, view.step)``. Count "every N steps" with ``view.crossed(N)``, which
 holds when the steps since the previous event crossed a multiple of N, whatever the chunk size.
@@ -62,7 +62,7 @@ class TrainView:
 
     @property
     def chunk_start(self) -> int:
-        """The first step the latest ``on_step_end`` covers (``step - 1`` without a compiled chunk)."""
+        """The first step the latest ``on_step_end`` covers (``step - 1`` after a single step)."""
         return self._trainer.chunk_start
 
     def crossed(self, every: int) -> bool:

@@ -48,11 +48,11 @@ from charlab.nn.layers import Embedding, FlattenConsecutive, Linear, Tanh
 
 aten = torch.ops.aten
 MEAN = 1  # ATen's reduction code for "mean" (nll_loss): the loss is the batch mean, as F.cross_entropy
-# Steps per compiled graph. Measured on the 2-core machine, mlp-bn, one thread, one process,
-# interleaved (busy: relative figures): 1 : 2 : 4 : 8 steps a graph ran 1.00 : 1.32 : 1.41 : 1.51 as
-# fast, after cold compiles of ~14, ~27, ~30-65 and ~156 s. 4 takes most of the gain at a cold compile
-# the background worker (``compiled.py``) hides within a 200k-step run; from a warm cache it runs
-# ~8,300 steps/s against ~5,800 for the eager chunks and ~1,800 for autograd.
+# Steps per compiled graph. Measured on the 2-core machine, mlp-bn, one thread, one process (busy:
+# relative figures), with inductor's Python wrapper: 1 : 2 : 4 : 8 steps a graph ran 1.00 : 1.32 :
+# 1.41 : 1.51 as fast, after cold compiles of ~14, ~27, ~30-65 and ~156 s. With the C++ wrapper
+# (``compiled.INDUCTOR_OPTIONS``) 1 : 2 : 4 ran ~7,000 : ~11,500 : ~13,500 steps/s after cold
+# compiles of ~16, ~17 and ~20 s (one compile thread), against ~5,500 for the eager steps.
 UNROLL_STEPS = 4
 
 

@@ -18,9 +18,12 @@ not apply (sequence models, synchronised BatchNorm, an observer that needs autog
 
 ``advance(trainer, start, stop)`` takes steps from ``start`` toward ``stop`` (the next evaluation or
 the end) and returns their losses; the trainer records them and emits ``on_step_end`` once, with the
-model holding the weights after the last of them. ``take_step`` is one single step on a given batch,
-emitting its events through ``emit``: the non-finite guard replays steps with it. ``end`` follows the
-last step (a background compile still running is stopped).
+model holding the weights after the last of them. Autograd takes one step per ``advance``; the
+hand-derived path a span of up to ``SPAN_STEPS`` (its batches drawn at once, exactly the batches of
+single steps; compiled chunks of ``unroll`` steps where they fit, eager steps for the rest).
+``take_step`` is one single step on a given batch, emitting its events through ``emit``: the
+non-finite guard replays steps with it. ``end`` follows the last step (a background compile still
+running is left to finish).
 """
 
 from __future__ import annotations
@@ -36,14 +39,20 @@ from charlab.training.events import Observer, watches
 
 NO_POINT_FOR = ("on_step_start", "on_after_backward")  # events the hand-derived steps cannot emit truly
 # ``--fast-path auto`` compiles only runs of at least this many steps: from a warm cache the
-# in-process load (~4 s) is repaid after ~77k steps (N/5,800 = 4 + N/8,300: eager and compiled steps/s,
-# one thread, 2-core machine), so 100k with a margin. A cold compile (~30-90 s) runs in a background
-# worker, which mostly outlasts such a run and is left to finish: the next run is fast.
-AUTO_COMPILE_MIN_STEPS = 100_000
-# Switch to the compiled chunk only with this many steps left: loading the graph in this process
-# takes ~4 s, and each compiled step saves ~0.05 ms over an eager one (above): ~77k steps to repay.
-SWITCH_MIN_REMAINING = 80_000
-EAGER_CHUNKS = 4  # with a compiler, eager SGD steps run 4 * unroll at a time: fewer batch draws and events
+# in-process load (~3 s) is repaid after ~30k steps (N/5,500 = 3 + N/13,000: eager and compiled
+# steps/s, one thread, 2-core machine), so 40k with a margin. A cold compile (~20-30 s) runs in a
+# background worker on the other core; one still running when training ends is left to finish, so
+# that the next run is fast.
+AUTO_COMPILE_MIN_STEPS = 40_000
+# Switch to the compiled chunks only with this many steps left, for the same reason: the ~3 s load
+# is repaid after ~30k compiled steps.
+SWITCH_MIN_REMAINING = 40_000
+# Steps per ``advance`` of the hand-derived path (fewer at an evaluation, a checkpoint or a step that
+# needs autograd): one batch draw, one learning-rate tensor and one ``on_step_end`` for all of them.
+# Per step, these cost ~40 us of Python against ~100 us for a compiled mlp-bn step; spans of 100 make
+# them ~0.4 us, keep Ctrl-C and the progress bar prompt (~10 ms), hold a whole number of compiled
+# chunks, and end on the round steps that observers count in (every 100, 1,000, 10,000 steps).
+SPAN_STEPS = 100
 
 
 class Step:
@@ -154,25 +163,28 @@ class HandDerivedStep(Step):
         return loss
 
     def advance(self, trainer, start: int, stop: int) -> torch.Tensor:
-        compiled = self.compiler is not None and self.compiler.ready(start, trainer.cfg.steps) is not None
-        unroll = self.hand.unroll
-        if compiled:
-            every = unroll
-        else:  # eager chunks where compiled ones come (observers already see chunks there), else single steps
-            every = EAGER_CHUNKS * unroll if self.compiler is not None else 1
-        k = self.span(start, stop, every)
-        if compiled and k == unroll:
-            return self.compiled_chunk(trainer, start, k)
-        if k > 1 and self.whole_sgd:
-            return self.eager_chunk(trainer, start, k)
-        x, y = trainer.train_examples.rows(trainer.sampler.draw())  # (B, T), (B,)
-        return self.take_step(trainer, start, x, y, trainer.emit).reshape(1)  # (1,)
+        k = self.span(start, stop, trainer.cfg.checkpoint_interval)
+        if k == 0:  # this step needs autograd (a sampled step of the diagnostics)
+            x, y = trainer.train_examples.rows(trainer.sampler.draw())  # (B, T), (B,)
+            return self.autograd.take_step(trainer, start, x, y, trainer.emit).reshape(1)  # (1,)
+        x, y, lrs = self.draw_chunk(trainer, start, k)  # (k, B, T), (k, B), k floats
+        if not self.whole_sgd:
+            return torch.stack([self.take_step(trainer, start + i, x[i], y[i], trainer.emit)
+                                for i in range(k)])  # (k,)
+        done, losses = 0, []
+        if self.compiler is not None and self.compiler.ready(start, trainer.cfg.steps) is not None:
+            done, losses = self.compiled_steps(x, y, lrs)
+        if done < k:
+            losses.append(self.eager_steps(x[done:], y[done:], lrs[done:]))
+        return torch.cat(losses)  # (k,)
 
-    def span(self, start: int, stop: int, every: int) -> int:
-        """Steps from ``start`` to the next multiple of ``every`` or ``stop``, whichever comes first, and
-        before the first step that needs autograd (0 if ``start`` does). Chunks end at multiples of
-        ``unroll``, so a compiled chunk can start wherever the last one ended."""
-        end = min((start // every + 1) * every, stop)
+    def span(self, start: int, stop: int, checkpoint_every: int = 0) -> int:
+        """Steps from ``start`` to the next multiple of ``SPAN_STEPS`` (or of ``checkpoint_every``, or
+        ``stop``), whichever comes first, and before the first step that needs autograd (0 if ``start``
+        does). Spans on a fixed grid make a resumed run take the same spans as an unbroken one."""
+        end = min((start // SPAN_STEPS + 1) * SPAN_STEPS, stop)
+        if checkpoint_every:
+            end = min(end, (start // checkpoint_every + 1) * checkpoint_every)
         for s in range(start, end):
             if self.needs_autograd(s):
                 return s - start
@@ -186,21 +198,22 @@ class HandDerivedStep(Step):
         return examples.x[ix].view(k, b, -1), examples.y[ix].view(k, b), [trainer.schedule.lr(s) for s in
                                                                             range(start, start + k)]
 
-    def eager_chunk(self, trainer, start: int, k: int) -> torch.Tensor:
-        """``k`` whole SGD steps, one loop iteration of the trainer (fewer draws and events)."""
-        return self.eager_steps(*self.draw_chunk(trainer, start, k))
-
     def eager_steps(self, x: torch.Tensor, y: torch.Tensor, lrs: list[float]) -> torch.Tensor:
         """Hand-derived SGD steps on the batches ``x`` (k, B, T), ``y`` (k, B); their losses (k,)."""
         return torch.stack([self.hand.sgd(x[i], y[i], lr) for i, lr in enumerate(lrs)])  # (k,)
 
-    def compiled_chunk(self, trainer, start: int, k: int) -> torch.Tensor:
-        """``unroll`` SGD steps in one compiled graph (chunks start at multiples of ``unroll``)."""
-        x, y, lrs = self.draw_chunk(trainer, start, k)  # (k, B, T), (k, B)
-        losses = self.compiler.run(x, y, torch.tensor(lrs))
-        if losses is None:  # the compile failed (said once on stderr): these steps eagerly
-            return self.eager_steps(x, y, lrs)
-        return losses  # (k,)
+    def compiled_steps(self, x: torch.Tensor, y: torch.Tensor, lrs: list[float]) -> tuple[int, list[torch.Tensor]]:
+        """As many whole chunks of ``unroll`` steps of the batches ``x`` (k, B, T), ``y`` (k, B) as fit, each
+        one compiled graph; how many steps ran and their losses. Stops early if compiling fails (said
+        once on stderr): the caller takes the rest eagerly."""
+        unroll, rates = self.hand.unroll, torch.tensor(lrs)  # (k,)
+        losses = []
+        for i in range(0, x.shape[0] - unroll + 1, unroll):
+            chunk = self.compiler.run(x[i:i + unroll], y[i:i + unroll], rates[i:i + unroll])  # (unroll,)
+            if chunk is None:
+                return i, losses
+            losses.append(chunk)
+        return len(losses) * unroll, losses
 
 
 class CountFit(Step):

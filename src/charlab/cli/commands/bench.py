@@ -23,9 +23,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS, help="interleaved repeats per row")
     parser.add_argument("--steps", type=int, default=PROCESS_STEPS,
                         help=f"steps of the whole-process runs (default {PROCESS_STEPS:,}, half the lecture's 200,000; "
-                             "the default path compiles from 100,000)")
+                             "the default path compiles from 40,000)")
     parser.add_argument("--rate-steps", type=int, default=RATE_STEPS, help="steps per in-process timing")
     parser.add_argument("--peer", metavar="PATH", help="makemore.py, for the sequence row (skipped with a note without)")
+    parser.add_argument("--best-steps", type=int, default=0, metavar="N",
+                        help="with --peer: also time `charlab train --preset best --steps N`, whole process, on the "
+                             "hand-written cells and on the fast path (default 0: skipped; the README uses 200)")
     parser.add_argument("--only", nargs="+", choices=JOBS, default=list(JOBS), metavar="JOB",
                         help=f"run only these rows: {', '.join(JOBS)}")
     parser.add_argument("--reference", metavar="FILE", help="a lecture reference file to measure against (default: the one shipped in the package)")
@@ -34,9 +37,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    if args.repeats < 1 or args.steps < 2 or args.rate_steps < 2:
-        raise CharlabError("--repeats must be at least 1, --steps and --rate-steps at least 2")
-    results = run_all(args.repeats, args.steps, args.reference, tuple(args.only), args.rate_steps, args.peer)
+    if args.repeats < 1 or args.steps < 2 or args.rate_steps < 2 or args.best_steps < 0:
+        raise CharlabError("--repeats must be at least 1, --steps and --rate-steps at least 2, --best-steps at least 0")
+    results = run_all(args.repeats, args.steps, args.reference, tuple(args.only), args.rate_steps, args.peer,
+                      args.best_steps)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_json(Path(args.out), results)
