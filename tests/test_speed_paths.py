@@ -35,6 +35,7 @@ from charlab.inference.window_cache import NextCharCache, all_windows, worth_cac
 from charlab.diagnostics.recorder import Recorder
 from charlab.diagnostics.sampling import SampleSchedule
 from charlab.training.events import Observer
+from charlab.training.graph_call import Capture, DirectCall, signature
 from charlab.training.loop import Trainer
 from charlab.training.steps import AutogradStep, HandDerivedStep
 
@@ -182,7 +183,7 @@ def test_a_failed_compile_falls_back_to_the_eager_step_with_one_line(names, monk
     def broken(*args):
         raise RuntimeError("no C++ compiler found")
 
-    monkeypatch.setattr(compiled, "compile_steps", lambda: broken)
+    monkeypatch.setattr(compiled, "compile_steps", lambda capture=None: broken)
     overrides = {"n_hidden": 16, "eval_interval": 5}
     fallen = fit(names, 11, fast_path="compile", **overrides)
     err = capsys.readouterr().err.strip().splitlines()
@@ -329,3 +330,33 @@ def test_cached_sampling_draws_the_direct_samples(names, monkeypatch):
     direct = draw()
     assert with_cache == direct
     assert len({tuple(row) for row in direct}) > n // 2  # real samples, not one repeated row
+
+
+@pytest.mark.slow  # a cold torch.compile of a small graph takes ~10 s
+def test_the_compiled_graph_called_straight_is_the_compiled_function(names, monkeypatch, tmp_path):
+    """``DirectCall`` (graph_call.py) skips torch.compile's guards: after the first compiled chunk it must
+    run the same graph on the same tensors, mutating the same parameters and buffers in place, as a
+    call through ``torch.compile`` does; float64, so the two agree to rounding on any CPU."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
+    vocab, splits = names
+    mc, _ = resolve_config("mlp-bn", n_hidden=16)
+    mc.vocab_size = vocab.size
+    model = build_model(mc, torch.Generator().manual_seed(0)).double()
+    hand = hand_backward.HandBackward(model, unroll=2)
+    ex = build_examples(splits["train"][:200], vocab, "window", mc.block_size)
+    x, y, lrs = ex.x[:64].view(2, 32, -1), ex.y[:64].view(2, 32), torch.tensor([0.1, 0.05], dtype=torch.float64)
+    capture = Capture(compiled.INDUCTOR_OPTIONS)
+    function = compiled.compile_steps(capture)
+    before = [t.clone() for t in (*hand.params, *hand.buffers)]
+    through = hand.chunk(function, x, y, lrs)  # compiles; the parameters take the two steps
+    after_compiled = [t.clone() for t in (*hand.params, *hand.buffers)]
+    args = compiled.Compiler.arguments(hand.params, hand.buffers, x, y, lrs)
+    direct = DirectCall.build(capture, signature(hand.plan, args), args, compiled_since=0)
+    assert direct is not None
+    for t, b in zip((*hand.params, *hand.buffers), before):
+        t.copy_(b)  # the same two steps again, from the same weights, on the direct call
+    straight = direct(compiled.Compiler.arguments(hand.params, hand.buffers, x, y, lrs))
+    torch.testing.assert_close(straight, through, rtol=0, atol=1e-12)
+    for t, a, b in zip((*hand.params, *hand.buffers), after_compiled, before):
+        torch.testing.assert_close(t, a, rtol=0, atol=1e-12)
+        assert not torch.equal(t, b)  # it moved: the graph updates the tensors in place

@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 
 from charlab.training import hand_backward
+from charlab.training.graph_call import Capture, DirectCall, shared_capture, signature
 
 CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 DEFAULT_CACHE = Path("~/.cache/charlab/inductor")
@@ -63,7 +64,7 @@ def marker(spec: dict) -> Path:
     """The file that says this graph is in the cache: a hash of what the cache key depends on."""
     key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
     key.update(Path(hand_backward.__file__).read_bytes())
-    key.update(f"{torch.__version__} {sys.version}".encode())
+    key.update(f"{torch.__version__} {sys.version} {json.dumps(INDUCTOR_OPTIONS, sort_keys=True)}".encode())
     return use_cache_dir() / f"charlab-sgd-steps-{key.hexdigest()[:24]}.done"
 
 
@@ -71,11 +72,21 @@ def marker(spec: dict) -> Path:
 # matrix multiplies is C++ instead of Python; at mlp-bn's ~70 us steps, the Python wrapper's per-call
 # allocations and views cost ~35 us a step (measured: 4-step graphs ran ~9,000 steps/s with the Python
 # wrapper, ~13,500 with the C++ one, one thread, 2-core machine, after a cold compile of ~20 s).
-INDUCTOR_OPTIONS = {"cpp_wrapper": True}
+# ``cpp.vec_isa_ok``: trust the vector instructions the CPU reports instead of building and loading a
+# probe library for each in a subprocess, in every process that loads the graph (1.6 s of a 3.3 s
+# warm load here); a compiler that cannot build them fails the compile, which falls back as any failure.
+INDUCTOR_OPTIONS = {"cpp_wrapper": True, "cpp.vec_isa_ok": True}
 
 
-def compile_steps():
-    return torch.compile(hand_backward.sgd_steps, fullgraph=True, dynamic=False, options=INDUCTOR_OPTIONS)
+def capture() -> Capture:
+    """The process's inductor backend with ``INDUCTOR_OPTIONS`` (``graph_call.shared_capture``)."""
+    return shared_capture(json.dumps(INDUCTOR_OPTIONS, sort_keys=True))
+
+
+def compile_steps(backend: Capture | None = None):
+    """``sgd_steps`` under ``torch.compile`` with inductor and ``INDUCTOR_OPTIONS``; the backend keeps
+    the compiled graphs for ``graph_call.DirectCall``."""
+    return torch.compile(hand_backward.sgd_steps, fullgraph=True, dynamic=False, backend=backend or capture())
 
 
 def say_fallback(why: str) -> None:
@@ -98,6 +109,7 @@ class Compiler:
         self.next_poll = 0
         self.marker: Path | None = None
         self.compile_s: float | None = None  # in-process compile time (seconds), once compiled
+        self.direct: DirectCall | None = None  # the graph called straight, after the first chunk
 
     def begin(self, trainer) -> None:
         if self.compiled is not None or self.failed or self.worker is not None:
@@ -146,7 +158,7 @@ class Compiler:
     def run(self, x: torch.Tensor, y: torch.Tensor, lrs: torch.Tensor) -> torch.Tensor | None:
         """A compiled chunk, or None when compiling fails (then never again)."""
         if self.compile_s is None:
-            start = time.perf_counter()
+            start, compiled_before = time.perf_counter(), len(capture().graphs)
             try:
                 losses = self.hand.chunk(self.compiled, x, y, lrs)
             except Exception as err:  # noqa: BLE001  no compiler, inductor error: fall back, say so
@@ -154,8 +166,19 @@ class Compiler:
                 return None
             self.compile_s = time.perf_counter() - start
             self.marker.touch()
+            args = self.arguments(self.hand.params, self.hand.buffers, x, y, lrs)
+            self.direct = DirectCall.build(capture(), signature(self.hand.plan, args), args, compiled_before)
             return losses
-        return self.hand.chunk(self.compiled, x, y, lrs)
+        return self.hand.chunk(self.compiled if self.direct is None else self.direct_steps, x, y, lrs)
+
+    @staticmethod
+    def arguments(params, buffers, x, y, lrs) -> list[torch.Tensor]:
+        """The tensors of a call of ``sgd_steps``, in the order ``DirectCall`` takes them."""
+        return [*params, *buffers, x, y, lrs]
+
+    def direct_steps(self, params, buffers, plan, x, y, lrs) -> torch.Tensor:
+        """``sgd_steps``'s signature, run by the compiled graph called straight (``graph_call.py``)."""
+        return self.direct(self.arguments(params, buffers, x, y, lrs))  # (unroll,)
 
     def end(self) -> None:
         """Training is over: a worker still compiling is left to finish filling the cache."""
