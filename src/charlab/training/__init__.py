@@ -5,6 +5,8 @@
   (``--fast-path auto`` picks the fastest that applies);
 - ``hand_backward.py``: the window models' hand-derived backward pass and SGD steps (the fast paths' math);
 - ``compiled.py``: compiling those SGD steps (on-disk cache, background ``compile_worker.py``, fallback);
+- ``graph_call.py``: the inductor backend that keeps the compiled graph, and calling it without
+  ``torch.compile``'s per-call guards;
 - ``optim.py``: the optimizers (plain SGD in one foreach kernel, AdamW);
 - ``lr_schedule.py``: the learning rate of each step;
 - ``events.py``: the ``Observer`` events and the read-only ``TrainView`` observers get;
