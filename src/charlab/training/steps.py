@@ -167,10 +167,11 @@ class HandDerivedStep(Step):
         if k == 0:  # this step needs autograd (a sampled step of the diagnostics)
             x, y = trainer.train_examples.rows(trainer.sampler.draw())  # (B, T), (B,)
             return self.autograd.take_step(trainer, start, x, y, trainer.emit).reshape(1)  # (1,)
-        x, y, lrs = self.draw_chunk(trainer, start, k)  # (k, B, T), (k, B), k floats
-        if not self.whole_sgd:
+        x, y = self.draw_chunk(trainer, k)  # (k, B, T), (k, B)
+        if not self.whole_sgd:  # each step sets its optimizer's learning rate itself
             return torch.stack([self.take_step(trainer, start + i, x[i], y[i], trainer.emit)
                                 for i in range(k)])  # (k,)
+        lrs = [trainer.schedule.lr(s) for s in range(start, start + k)]
         done, losses = 0, []
         if self.compiler is not None and self.compiler.ready(start, trainer.cfg.steps) is not None:
             done, losses = self.compiled_steps(x, y, lrs)
@@ -190,13 +191,12 @@ class HandDerivedStep(Step):
                 return s - start
         return end - start
 
-    def draw_chunk(self, trainer, start: int, k: int):
-        """The batches of steps ``start..start+k-1``: one ``randint`` of k*B draws exactly the k batches of B
-        the plain loop draws; their learning rates."""
+    def draw_chunk(self, trainer, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batches of the next ``k`` steps: one ``randint`` of k*B draws exactly the k batches of B
+        the plain loop draws."""
         b, examples = trainer.cfg.batch_size, trainer.train_examples
         ix = torch.randint(0, len(examples), (k * b,), generator=trainer.generator)  # (k*B,)
-        return examples.x[ix].view(k, b, -1), examples.y[ix].view(k, b), [trainer.schedule.lr(s) for s in
-                                                                            range(start, start + k)]
+        return examples.x[ix].view(k, b, -1), examples.y[ix].view(k, b)  # (k, B, T), (k, B)
 
     def eager_steps(self, x: torch.Tensor, y: torch.Tensor, lrs: list[float]) -> torch.Tensor:
         """Hand-derived SGD steps on the batches ``x`` (k, B, T), ``y`` (k, B); their losses (k,)."""
